@@ -1,0 +1,102 @@
+"""Service configuration, read once from the environment (prefix ``CDS_``).
+
+Every variable is documented in the README's configuration table. Defaults are the safe production
+choice; ``make run`` sets what a local developer needs (auth off, CORS ``*``, preview page on).
+Subsystems with many knobs (security, storage) parse their own variables from ``Settings.env`` so that
+this module stays small.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The knowledge base ships beside the package in a source checkout and inside it in a wheel.
+_SOURCE_CARDS_DIR = PACKAGE_DIR.parent / "cards"
+_WHEEL_CARDS_DIR = PACKAGE_DIR / "_cards"
+DEFAULT_CARDS_DIR = _SOURCE_CARDS_DIR if _SOURCE_CARDS_DIR.is_dir() else _WHEEL_CARDS_DIR
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the service refuses to start."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on/off (true/false), got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings the protocol layer needs. ``env`` keeps the raw mapping for subsystems."""
+
+    cards_dir: Path = DEFAULT_CARDS_DIR
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_json_depth: int = 64
+    fhir_connect_timeout: float = 2.0
+    fhir_read_timeout: float = 4.0
+    fhir_deadline: float = 6.0
+    fhir_max_pages: int = 20
+    fhir_page_size: int = 100
+    fhir_max_workers: int = 8
+    weight_max_age_days: int = 90
+    dose_caps_version: str = "2024-05"
+    preview_enabled: bool = False
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        cards_dir = Path(env.get("CDS_CARDS_DIR") or DEFAULT_CARDS_DIR)
+        settings = cls(
+            cards_dir=cards_dir,
+            cors_origins=_list(env, "CDS_CORS_ORIGINS"),
+            max_body_bytes=int(_number(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)),
+            max_json_depth=int(_number(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8)),
+            fhir_connect_timeout=_number(env, "CDS_FHIR_CONNECT_TIMEOUT", 2.0, minimum=0.1),
+            fhir_read_timeout=_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
+            fhir_deadline=_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
+            fhir_max_pages=int(_number(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1)),
+            fhir_page_size=int(_number(env, "CDS_FHIR_PAGE_SIZE", 100, minimum=1)),
+            fhir_max_workers=int(_number(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1)),
+            weight_max_age_days=int(_number(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1)),
+            dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
+            preview_enabled=_bool(env, "CDS_PREVIEW_ENABLED", False),
+            env=env,
+        )
+        if not settings.cards_dir.is_dir():
+            raise ConfigError(f"CDS_CARDS_DIR {settings.cards_dir} is not a directory")
+        return settings
+
+    def flag(self, name: str, default: bool) -> bool:
+        """Read an on/off variable from the raw environment (for subsystems)."""
+        return _bool(self.env, name, default)
