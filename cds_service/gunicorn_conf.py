@@ -1,0 +1,185 @@
+"""Gunicorn configuration for ``cds-service serve`` and the container image.
+
+Loaded by gunicorn as ``python:cds_service.gunicorn_conf``. Every setting comes from the environment so
+that the same image runs on a laptop and in Kubernetes:
+
+- ``CDS_BIND`` (else ``HOST``:``PORT``, default ``127.0.0.1:8080``; the image sets ``HOST=0.0.0.0``)
+- ``CDS_WORKERS`` (2) processes, each with ``CDS_THREADS`` (4) threads
+- ``CDS_GRACEFUL_TIMEOUT`` (20 s) to finish in-flight requests after SIGTERM, ``CDS_WORKER_TIMEOUT`` (30 s)
+- ``CDS_AUDIT_DRAIN_TIMEOUT`` (5 s) to flush queued audit writes when a worker exits
+- ``CDS_ACCESS_LOG`` (on): one JSON line per request on stdout, without query strings
+
+Prometheus metrics are aggregated across worker processes through ``PROMETHEUS_MULTIPROC_DIR``. The
+variable has to be set before any worker imports ``prometheus_client``, so this module sets it up when
+gunicorn loads it (in the master, before workers fork) and wipes stale files from an earlier run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gunicorn.glogging import Logger
+
+from cds_service.observability import JsonFormatter, access_line
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _config_error(message: str) -> NoReturn:
+    # Same one-line shape and exit status as the CLI's configuration errors.
+    print(f"cds-service: configuration error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        _config_error(f"{name} must be an integer, got {raw!r}")
+    if value < minimum:
+        _config_error(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _on(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    _config_error(f"{name} must be on/off, got {raw!r}")
+
+
+def _bind_address() -> str:
+    explicit = os.environ.get("CDS_BIND", "").strip()
+    if explicit:
+        return explicit
+    host = os.environ.get("HOST", "").strip() or "127.0.0.1"
+    port = _int_env("PORT", 8080)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def prepare_metrics_dir() -> Path:
+    """Make sure ``PROMETHEUS_MULTIPROC_DIR`` names an existing directory; create a private one if unset.
+
+    Idempotent. Call it before anything imports ``cds_service.metrics`` in a process that will fork
+    gunicorn workers (the CLI may call it before validating the configuration).
+    """
+    current = os.environ.get(_MULTIPROC_ENV, "").strip()
+    if current:
+        path = Path(current)
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
+        os.environ[_MULTIPROC_ENV] = str(path)
+        os.environ["CDS_METRICS_DIR_OWNED"] = "1"
+    return path
+
+
+def _wipe_metrics_dir(path: Path) -> None:
+    # Files left by a previous run would be summed into this run's counters.
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+class JsonLogger(Logger):
+    """Gunicorn logger writing JSON lines: the error log via JsonFormatter, the access log via access_line."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        # gunicorn >= 24 exposes access_log_enabled; older versions only have cfg.accesslog.
+        if not getattr(self, "access_log_enabled", bool(self.cfg.accesslog)):
+            return
+        try:
+            status = int(str(resp.status).split(None, 1)[0])
+            line = access_line(environ, status, request_time.total_seconds())
+            if line is not None:
+                self.access_log.info(line)
+        except Exception:  # a broken log line must never break a response
+            self.error_log.exception("access log line failed")
+
+
+# --- server settings -------------------------------------------------------------------------------
+bind = [_bind_address()]
+workers = _int_env("CDS_WORKERS", 2)
+threads = _int_env("CDS_THREADS", 4)
+worker_class = "gthread"
+timeout = _int_env("CDS_WORKER_TIMEOUT", 30)
+graceful_timeout = _int_env("CDS_GRACEFUL_TIMEOUT", 20)
+keepalive = _int_env("CDS_KEEPALIVE", 5)
+# Bound what a client can make us buffer before the app sees the request.
+limit_request_line = 8190
+limit_request_fields = 100
+# The reverse proxy in front terminates TLS; only trust X-Forwarded-* from addresses the operator names.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Read-only root filesystem: worker heartbeat files go to a tmpfs.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+proc_name = "cds-service"
+
+logger_class = JsonLogger
+loglevel = os.environ.get("CDS_LOG_LEVEL", "info").lower()
+errorlog = "-"
+accesslog = "-" if _on("CDS_ACCESS_LOG", True) else None
+
+_AUDIT_DRAIN_TIMEOUT = float(_int_env("CDS_AUDIT_DRAIN_TIMEOUT", 5, minimum=0))
+_METRICS_DIR = prepare_metrics_dir()
+
+
+# --- server hooks ----------------------------------------------------------------------------------
+def on_starting(server: Any) -> None:
+    _wipe_metrics_dir(_METRICS_DIR)
+    if "cds_service.metrics" in sys.modules:
+        server.log.warning(
+            "cds_service.metrics was imported before gunicorn started; per-worker metrics may be lost"
+        )
+
+
+def post_worker_init(worker: Any) -> None:
+    # The worker's access line is written by JsonLogger.access; the app must not write a second one.
+    if accesslog is not None:
+        from cds_service import observability
+
+        observability.delegate_access_log()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Drain queued audit writes after the worker has stopped serving (runs in the worker process)."""
+    if getattr(worker, "pid", None) != os.getpid():
+        return  # called in the master for a worker that was already gone
+    app = getattr(worker, "wsgi", None)
+    audit = getattr(app, "extensions", {}).get("cds.audit")
+    if audit is None:
+        return
+    try:
+        audit.close(timeout=_AUDIT_DRAIN_TIMEOUT)
+    except Exception:
+        server.log.exception("draining the audit queue failed")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if os.environ.get("CDS_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+
+
+logging.captureWarnings(True)
