@@ -1,34 +1,59 @@
-"""Durable audit trail of issued cards and clinician feedback.
+"""Durable audit trail of issued cards and clinician feedback, with override analytics.
 
-Interface used by the app factory and the protocol layer (implementation: the storage issue):
-- ``install_storage(app, settings)``: puts an ``AuditStore`` on ``app.extensions["cds.audit"]``.
-- ``AuditStore.record_response(service_id=, hook=, hook_instance=, patient_id=, cards=, client=)``:
-  queue the cards of one response (never blocks the hook call, never raises).
-- ``AuditStore.record_feedback(service_id=, items=, client=) -> dict``: store validated feedback items
-  idempotently; returns a summary such as ``{"stored": 1, "duplicates": 0, "unknownCards": []}``.
+Interface used by the app factory and the protocol layer:
+- ``install_storage(app, settings)``: puts an ``AuditStore`` on ``app.extensions["cds.audit"]``, migrates
+  the schema at start-up (unless ``CDS_DB_AUTO_UPGRADE=false``) and registers ``GET /admin/report`` when
+  ``CDS_ADMIN_ENABLED`` is on.
+- ``AuditStore.record_response(...)`` queues the cards of one response (never blocks, never raises);
+  ``AuditStore.record_feedback(...)`` stores feedback idempotently and returns
+  ``{"stored": n, "duplicates": n, "unknownCards": [...]}`` (plus ``"queued": n`` when the database was
+  unavailable and the entries wait for a retry); ``report``, ``purge`` and ``close`` as documented there.
+
+See docs/storage.md for what is stored, configuration and commands.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import atexit
+import logging
+import weakref
 
 from flask import Flask
 
 from cds_service.config import Settings
+from cds_service.storage.config import StorageConfig
+from cds_service.storage.identity import rule_version
+from cds_service.storage.store import AuditStore
+
+__all__ = ["AuditStore", "build_store", "close_all", "install_storage"]
+
+log = logging.getLogger("cds_service.storage")
+_open_stores: weakref.WeakSet[AuditStore] = weakref.WeakSet()
 
 
-class NullAuditStore:
-    """Keeps nothing. Placeholder until the storage issue lands."""
-
-    def record_response(self, **_: Any) -> None:
-        return None
-
-    def record_feedback(self, *, items: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
-        return {"stored": 0, "duplicates": 0, "unknownCards": []}
-
-    def close(self, timeout: float = 5.0) -> None:
-        return None
+def build_store(settings: Settings) -> AuditStore:
+    """An ``AuditStore`` for these settings, prepared if the database answers, closed at exit."""
+    config = StorageConfig.from_settings(settings)
+    store = AuditStore(config, rule_version=rule_version(settings.cards_dir))
+    store.start()
+    _open_stores.add(store)
+    return store
 
 
 def install_storage(app: Flask, settings: Settings) -> None:
-    app.extensions["cds.audit"] = NullAuditStore()
+    store = build_store(settings)
+    app.extensions["cds.audit"] = store
+    if store.config.admin_enabled:
+        from cds_service.storage.admin import admin_blueprint
+
+        app.register_blueprint(admin_blueprint)
+
+
+def close_all(timeout: float = 10.0) -> None:
+    """Drain every store of this process. For gunicorn's ``worker_exit`` hook; also runs at exit."""
+    for store in list(_open_stores):
+        store.close(timeout)
+        _open_stores.discard(store)
+
+
+atexit.register(close_all)

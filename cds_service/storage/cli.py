@@ -1,0 +1,94 @@
+"""Subcommands ``report``, ``db upgrade`` and ``purge`` of ``cds-service`` (see ``register_cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+from rich.console import Console
+
+from cds_service.config import Settings
+from cds_service.storage import build_store
+from cds_service.storage.config import StorageConfig
+from cds_service.storage.formats import to_csv, to_json, to_table
+from cds_service.storage.report import parse_since
+from cds_service.storage.store import AuditStore
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser("report", help="card acceptance and override analytics")
+    report.add_argument("--since", type=_since, help="only cards issued on or after this date (ISO 8601)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.set_defaults(func=_report)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="create or upgrade the schema to the latest version")
+    upgrade.set_defaults(func=_db_upgrade)
+
+    purge = subparsers.add_parser("purge", help="delete audit records older than the retention period")
+    purge.add_argument("--days", type=_days, help="retention in days (default CDS_AUDIT_RETENTION_DAYS, 400)")
+    purge.set_defaults(func=_purge)
+
+
+def _report(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        report = store.report(since=args.since)
+    finally:
+        store.close(timeout=1.0)
+    if args.format == "json":
+        sys.stdout.write(to_json(report) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        to_table(report, Console())
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from cds_service.storage import migrate
+    from cds_service.storage.engine import make_engine
+
+    config = StorageConfig.from_settings(Settings.from_env())
+    engine = make_engine(config.database_url)
+    try:
+        migrate.upgrade(engine)
+        print(f"database schema at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    store = _open_store()
+    days = args.days or store.config.retention_days
+    try:
+        deleted = store.purge(older_than_days=days)
+    finally:
+        store.close(timeout=1.0)
+    print(f"deleted {deleted} audit records older than {days} days")
+    return 0
+
+
+def _open_store() -> AuditStore:
+    # The CLI never migrates implicitly except as configured (CDS_DB_AUTO_UPGRADE), like the service.
+    return build_store(Settings.from_env())
+
+
+def _since(raw: str) -> datetime:
+    try:
+        return parse_since(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected an ISO date such as 2025-01-31") from exc
+
+
+def _days(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected a whole number of days") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
