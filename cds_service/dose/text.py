@@ -1,0 +1,172 @@
+"""Reading the common free-text dosage patterns: "10 mg three times daily", "1 tab TID", "5 mg q8h".
+
+Deliberately narrow: it finds an amount with a unit, a frequency, "as needed" and a stated daily
+maximum. Anything it does not recognise is left unread, and the caller reports why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .numbers import fmt
+from .timing import Frequency, from_code, from_interval, times_a_day
+from .units import Unit, unit_named
+
+_WORD_NUMBERS = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+_N = r"(\d+(?:\.\d+)?)"
+_UNIT = (
+    r"mg|milligrams?|mcg|micrograms?|ug|g|grams?|gm|ml|milliliters?|millilitres?|cc"
+    r"|tablet\(s\)|tablets?|tabs?|tbl|pills?|capsules?|caps?"
+)
+
+# Text clean-up, in order: "one half", number words, "1 1/2" and "1½", other halves, dotted
+# abbreviations (b.i.d. -> bid).
+_ONE_HALF = re.compile(r"\bone[\s-]half\b")
+_HALF_AFTER = re.compile(r"(\d+)\s*(?:½|and\s+a\s+half\b|1/2\b)")
+_HALF = re.compile(r"½|\b1/2\b|\bhalf(?:\s+(?:of\s+)?an?\b)?")
+_WORDS = re.compile(r"\b(" + "|".join(_WORD_NUMBERS) + r")\b")
+_DOTTED = re.compile(r"\b([a-z])\.\s?([a-z])\.(?:\s?([a-z])\.?)?")
+
+_DOSE = re.compile(
+    rf"(?<![\w.]){_N}(?:\s*(?:-|–|to|or)\s*{_N})?\s*({_UNIT})(?![\w/])"
+    r"(\s*(?:oral\s+)?(?:tablet|tab|suspension|solution|capsule)s?\b)?"
+)
+_MAX = re.compile(
+    r"(?:\bmax(?:imum)?\.?(?:\s+(?:of|dose))?|\bnot\s+to\s+exceed|\bdo\s+not\s+exceed|\bno\s+more\s+than"
+    rf"|\bup\s+to)\s*:?\s*{_N}\s*({_UNIT})\s*(?:/|per|a|in|each|every)\s*(?:1\s*)?"
+    r"(?:day|d|24\s*(?:h|hr|hrs|hours?))\b"
+)
+_PRN = re.compile(r"\b(?:prn|as\s+needed|when\s+needed|if\s+needed|as\s+required)\b")
+
+# Frequency patterns, most specific first; a later pattern never reuses text an earlier one matched.
+_INTERVAL = re.compile(rf"\b(?:q|every|each)\s*{_N}\s*(?:(?:-|–|to)\s*{_N}\s*)?(?:h|hr|hrs|hours?)\b")
+_OTHER_DAY = re.compile(r"\b(?:every\s+other\s+day|qod|alternate\s+days|every\s+(?:2|second)\s+days?)\b")
+_TIMES = re.compile(rf"\b{_N}\s*(?:x|times?)\s*(?:a|per|each|every|/)?\s*(?:day|daily|d)\b")
+_TWICE = re.compile(r"\b(once|twice|thrice)(?:\s*(?:a|per|each|every)?\s*(?:day|daily))?\b")
+_PAIR = re.compile(r"\b(?:morning|am)\s+and\s+(?:evening|night|bedtime|pm)\b")
+_MEALS = re.compile(r"\b(?:with|before|after)\s+(?:(?:each|every)\s+meal|meals)\b")
+_ABBREV = re.compile(r"\b(bid|tid|qid|tds|qds|qd|od|qam|qpm|qhs|hs|qday|q\d{1,2}h|\d{1,2}x/?d)\b")
+_DAILY = re.compile(
+    r"\b(?:daily|every\s+day|each\s+day|nightly|every\s+(?:morning|evening|night)"
+    r"|in\s+the\s+(?:morning|evening)|at\s+(?:bedtime|night))\b"
+)
+_WEEKLY = re.compile(r"\b(?:weekly|once\s+a\s+week|every\s+week)\b")
+_NUMBER_WORDS = {"once": 1, "twice": 2, "thrice": 3}
+
+
+@dataclass(frozen=True)
+class TextDose:
+    amount: Decimal  # in ``unit``; the high end when a range was written
+    unit: Unit
+    written: str  # as found, for the assumptions list
+    was_range: bool
+
+
+@dataclass(frozen=True)
+class TextReading:
+    doses: tuple[TextDose, ...]  # in the order written; the caller decides between them
+    frequency: Frequency | None
+    as_needed: bool
+    max_per_day: tuple[Decimal, Unit] | None
+    notes: tuple[str, ...]
+
+
+def normalise(text: str) -> str:
+    t = text.lower().replace("μ", "µ")
+    t = _ONE_HALF.sub("half", t)
+    t = _WORDS.sub(lambda m: _WORD_NUMBERS[m.group(1)], t)
+    t = _HALF_AFTER.sub(lambda m: f"{m.group(1)}.5", t)
+    t = _HALF.sub("0.5", t)
+    return _DOTTED.sub(lambda m: "".join(g for g in m.groups() if g), t)
+
+
+def _blank(text: str, span: tuple[int, int]) -> str:
+    return text[: span[0]] + " " * (span[1] - span[0]) + text[span[1] :]
+
+
+def _doses(t: str) -> tuple[TextDose, ...]:
+    """Every amount in the text; amounts that look like a product strength only when nothing else is."""
+    found: list[tuple[bool, TextDose]] = []  # (looks like a product strength, dose)
+    for m in _DOSE.finditer(t):
+        unit = unit_named(m.group(3))
+        low = Decimal(m.group(1))
+        high = Decimal(m.group(2)) if m.group(2) else None
+        if unit is None or low <= 0:
+            continue
+        amount = max(low, high) if high is not None else low
+        strength_like = unit.kind == "mass" and m.group(4) is not None
+        found.append((strength_like, TextDose(amount, unit, m.group(0).strip(), high is not None)))
+    plain = tuple(d for like, d in found if not like)
+    return plain or tuple(d for _, d in found)  # "10 mg tablet, take 2 tablets": the 2 tablets
+
+
+def _frequency(t: str, notes: list[str]) -> Frequency | None:
+    found: list[Frequency] = []
+    scratch: list[str] = []
+
+    def take(pattern: re.Pattern[str], make: Callable[[re.Match[str]], Frequency | None]) -> None:
+        nonlocal t
+        for m in list(pattern.finditer(t)):
+            f = make(m)
+            if f is not None:
+                found.append(f)
+                t = _blank(t, m.span())
+
+    def interval(m: re.Match[str]) -> Frequency | None:
+        hours = Decimal(m.group(1))
+        if hours <= 0:
+            return None
+        if m.group(2) is None:
+            return from_interval(Decimal(1), hours, f"every {fmt(hours)} hours", scratch)
+        scratch.append(f"shortest interval of the range counted (every {m.group(1)}–{m.group(2)} hours)")
+        return from_interval(Decimal(1), hours, f"every {fmt(hours)} hours", scratch)
+
+    def word(m: re.Match[str]) -> Frequency:
+        n = Decimal(_NUMBER_WORDS[m.group(1)])
+        return Frequency(n, times_a_day(n))
+
+    def times(m: re.Match[str]) -> Frequency | None:
+        n = Decimal(m.group(1))
+        return Frequency(n, times_a_day(n)) if n > 0 and n == n.to_integral_value() else None
+
+    take(_INTERVAL, interval)
+    take(_OTHER_DAY, lambda m: from_interval(Decimal(1), Decimal(48), "every other day", scratch))
+    take(_TIMES, times)
+    take(_TWICE, word)
+    take(_PAIR, lambda m: Frequency(Decimal(2), "twice a day"))
+    take(_MEALS, lambda m: Frequency(Decimal(3), "3 times a day (with meals)"))
+    take(_ABBREV, lambda m: from_code(m.group(1), scratch))
+    take(_DAILY, lambda m: Frequency(Decimal(1), "once a day"))
+    take(_WEEKLY, lambda m: from_interval(Decimal(1), Decimal(168), "every week", scratch))
+    if not found:
+        return None
+    best = max(found, key=lambda f: f.per_day)
+    if len({f.per_day for f in found}) > 1:
+        notes.append(f"several frequencies in the text: the most frequent ({best.label}) counted")
+    notes.extend(scratch)
+    return best
+
+
+def read(text: str) -> TextReading:
+    """Everything the text says about amount, frequency, as-needed use and a daily maximum."""
+    notes: list[str] = []
+    t = normalise(text)
+    max_per_day = None
+    m = _MAX.search(t)
+    if m:
+        unit = unit_named(m.group(2))
+        if unit is not None and Decimal(m.group(1)) > 0:
+            max_per_day = (Decimal(m.group(1)), unit)
+        t = _blank(t, m.span())
+    as_needed = bool(_PRN.search(t))
+    doses = _doses(t)
+    for dm in _DOSE.finditer(t):  # the amount's own words ("2 tabs") must not read as a frequency
+        t = _blank(t, dm.span())
+    frequency = _frequency(t, notes)
+    return TextReading(doses, frequency, as_needed, max_per_day, tuple(notes))
