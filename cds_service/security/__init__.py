@@ -24,7 +24,6 @@ from cds_service.security.fhir_allowlist import fhir_server_problem
 from cds_service.security.headers import add_security_headers
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_verifier import AuthError, CdsClient, JwtVerifier, printable
-from cds_service.security.pseudonym import patient_ref, set_salt
 from cds_service.security.replay import make_replay_cache
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "SecurityState",
     "authorize_fhir_server",
     "install_security",
-    "patient_ref",
 ]
 
 log = logging.getLogger("cds_service.security")
@@ -56,7 +54,6 @@ class SecurityState:
 
 def install_security(app: Flask, settings: Settings) -> None:
     sec = SecuritySettings.from_settings(settings)
-    set_salt(sec.log_salt)
     verifier: JwtVerifier | None = None
     clients: tuple[TrustedClient, ...] = ()
     if sec.auth_enabled:

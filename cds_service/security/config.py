@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +58,6 @@ class SecuritySettings:
     replay_cache: str = "auto"
     database_url: str | None = None
     hsts: bool = True
-    log_salt: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecuritySettings:
@@ -100,7 +99,6 @@ class SecuritySettings:
             replay_cache=replay_cache,
             database_url=(env.get("CDS_DATABASE_URL") or "").strip() or None,
             hsts=settings.flag("CDS_HSTS", True),
-            log_salt=env.get("CDS_LOG_SALT") or None,
         )
 
 
