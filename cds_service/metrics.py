@@ -22,7 +22,8 @@ REQUEST_LATENCY = Histogram(
 )
 CARDS = Counter("cds_cards_total", "Cards returned, by topic and indicator", ["topic", "indicator"])
 FHIR_QUERIES = Counter(
-    "cds_fhir_queries_total", "Fallback queries to the EHR's FHIR server, by prefetch key and outcome",
+    "cds_fhir_queries_total",
+    "Fallback queries to the EHR's FHIR server, by prefetch key and outcome",
     ["key", "outcome"],
 )
 FHIR_QUERY_LATENCY = Histogram(

@@ -1,0 +1,94 @@
+"""Findings + texts from ``cards/`` → CDS Hooks 2.0.1 cards.
+
+Every card has a uuid, a summary under 140 characters, an indicator, a source citing the label section
+with a topic Coding, markdown detail and override reasons with displays. Suggestions carry uuids and
+the card then carries ``selectionBehavior``. Empty fields are left out, as the spec requires.
+"""
+
+from __future__ import annotations
+
+import string
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cds_service.knowledge.loader import Knowledge
+from cds_service.rules.base import Action, Finding, Suggestion
+
+MAX_SUMMARY = 139  # the spec says "<140-character"
+
+
+class _Formatter(string.Formatter):
+    """Fills templates; a placeholder the rule did not provide shows as a visible gap, never a crash."""
+
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, str):
+            return kwargs.get(key, f"[{key}]")
+        return super().get_value(key, args, kwargs)
+
+
+_FORMATTER = _Formatter()
+
+
+def fill(template: str, params: Mapping[str, Any]) -> str:
+    return _FORMATTER.vformat(template, (), params)
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1].rstrip() + "…"
+
+
+def _action(action: Action) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": action.type, "description": action.description}
+    if action.resource is not None:
+        body["resource"] = dict(action.resource)
+    if action.resource_id:
+        body["resourceId"] = action.resource_id
+    return body
+
+
+def _suggestion(suggestion: Suggestion) -> dict[str, Any]:
+    body: dict[str, Any] = {"label": suggestion.label, "uuid": str(uuid.uuid4())}
+    if suggestion.recommended:
+        body["isRecommended"] = True
+    if suggestion.actions:
+        body["actions"] = [_action(action) for action in suggestion.actions]
+    return body
+
+
+def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
+    topic = knowledge.topic(finding.topic)
+    texts = topic.variant(finding.variant)
+    label = knowledge.label
+    section = f" §{topic.section}" if topic.section else ""
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(fill(texts.summary, finding.params)),
+        "indicator": texts.indicator,
+        "detail": fill(texts.detail, finding.params).strip(),
+        "source": {
+            "label": f"{label.source_label}{section}",
+            "url": label.url,
+            "topic": {"system": label.topic_system, "code": topic.topic, "display": topic.display},
+        },
+    }
+    if finding.suggestions:
+        card["suggestions"] = [_suggestion(s) for s in finding.suggestions]
+        # Each suggestion is an alternative fix of the same order: the clinician picks one.
+        card["selectionBehavior"] = "at-most-one"
+    if topic.override_reasons:
+        card["overrideReasons"] = [
+            {"system": label.override_system, "code": reason.code, "display": reason.display}
+            for reason in topic.override_reasons
+        ]
+    return card
+
+
+_INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def render_cards(findings: Iterable[Finding], knowledge: Knowledge) -> list[dict[str, Any]]:
+    """Cards in order of urgency (critical first), stable within an indicator."""
+    cards = [render_card(finding, knowledge) for finding in findings]
+    return sorted(cards, key=lambda card: _INDICATOR_ORDER[card["indicator"]])

@@ -1,0 +1,165 @@
+"""Queries to the EHR's FHIR server for prefetch keys the EHR did not fill.
+
+Queries run in parallel under one overall deadline; each has connect/read timeouts; searchset Bundles
+are followed through their ``next`` links up to a page cap. The EHR's bearer token goes to that server
+only and is never logged: log lines name the prefetch key, never the URL's query or the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from cds_service import metrics
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FetchError(Exception):
+    """A query failed; the message is safe to show (no token, no patient data)."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    value: Any  # a resource, a Bundle (pages merged), or None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    connect_timeout: float = 2.0
+    read_timeout: float = 4.0
+    deadline: float = 6.0
+    max_pages: int = 20
+    max_workers: int = 8
+
+
+class FhirClient:
+    """One per process: a pooled ``requests`` session shared by the worker threads."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=max(8, settings.max_workers), max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fhir-fetch")
+
+    def fetch_all(
+        self, base_url: str, queries: Mapping[str, str | dict[str, Any]], token: str | None
+    ) -> dict[str, FetchResult]:
+        """Run every job in parallel; what misses the deadline is an error.
+
+        A job is a query relative to ``base_url``, or a first page (a searchset Bundle the EHR sent in
+        prefetch with a ``next`` link) whose remaining pages are to be read.
+        """
+        started = time.monotonic()
+        deadline = started + self.settings.deadline
+        futures = {
+            key: self._pool.submit(self._fetch, key, base_url, query, token, deadline)
+            for key, query in queries.items()
+        }
+        wait(futures.values(), timeout=self.settings.deadline)
+        results: dict[str, FetchResult] = {}
+        for key, future in futures.items():
+            if not future.done():
+                future.cancel()
+                metrics.FHIR_QUERIES.labels(key=key, outcome="timeout").inc()
+                results[key] = FetchResult(
+                    None, f"the FHIR server did not answer within {self.settings.deadline:g} s"
+                )
+                continue
+            try:
+                results[key] = FetchResult(future.result())
+                metrics.FHIR_QUERIES.labels(key=key, outcome="ok").inc()
+            except FetchError as exc:
+                metrics.FHIR_QUERIES.labels(key=key, outcome="error").inc()
+                log.warning("fallback query failed", extra={"prefetch_key": key, "reason": str(exc)})
+                results[key] = FetchResult(None, str(exc))
+        return results
+
+    def _fetch(
+        self, key: str, base_url: str, query: str | dict[str, Any], token: str | None, deadline: float
+    ) -> Any:
+        started = time.monotonic()
+        try:
+            if isinstance(query, dict):
+                first = query
+            else:
+                first = self._get(urljoin(base_url.rstrip("/") + "/", query), token, deadline)
+            if first is None or first.get("resourceType") != "Bundle":
+                return first
+            return self._follow_pages(first, base_url, token, deadline)
+        finally:
+            metrics.FHIR_QUERY_LATENCY.labels(key=key).observe(time.monotonic() - started)
+
+    def _follow_pages(self, bundle: dict[str, Any], base_url: str, token: str | None, deadline: float) -> Any:
+        entries = list(bundle.get("entry") or [])
+        page, pages = bundle, 1
+        while (next_url := next_link(page)) is not None:
+            if pages >= self.settings.max_pages:
+                raise FetchError(f"more than {self.settings.max_pages} pages of results")
+            if not _same_origin(next_url, base_url):
+                # A next link to another host would carry the EHR's token elsewhere.
+                raise FetchError("a next link pointed outside the FHIR server")
+            page = self._get(next_url, token, deadline)
+            if page is None or page.get("resourceType") != "Bundle":
+                raise FetchError("a next page was not a Bundle")
+            entries.extend(page.get("entry") or [])
+            pages += 1
+        merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
+        merged["entry"] = entries
+        return merged
+
+    def _get(self, url: str, token: str | None, deadline: float) -> dict[str, Any] | None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError("the overall deadline passed")
+        headers = {"Accept": FHIR_JSON}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        timeout = (min(self.settings.connect_timeout, remaining), min(self.settings.read_timeout, remaining))
+        try:
+            response = self._session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            raise FetchError("the FHIR server timed out") from exc
+        except requests.RequestException as exc:
+            raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc
+        if response.status_code == 404 and "?" not in url:
+            return None  # a read of a resource that does not exist: no data
+        if response.status_code in (401, 403):
+            raise FetchError(f"the FHIR server refused the query (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise FetchError("the FHIR server answered with something that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise FetchError("the FHIR server answered with JSON that is not a resource")
+        if body.get("resourceType") == "OperationOutcome":
+            raise FetchError("the FHIR server answered with an OperationOutcome")
+        return body
+
+
+def next_link(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())

@@ -1,0 +1,145 @@
+"""FHIR ValueSets from ``cards/valuesets`` compiled into fast matchers.
+
+A ValueSet's ``compose.include`` entries become sets and prefixes keyed by code system, so matching a
+Coding costs a dictionary lookup. Supported include shapes (all a pharmacist needs here):
+- ``concept`` lists: exact codes;
+- ``filter`` with ``op`` ``is-a``/``descendent-of`` on ICD-10 and ATC codes: prefix match (those code
+  systems are hierarchical by prefix, so G40 covers G40.909);
+- ``filter`` with ``op`` ``regex``: full match on the code (NDC package variants).
+Names (the ``match-text`` extension) match whole words, case-insensitively, in display and text fields,
+because EHR orders are usually coded at product level where no ingredient list holds the code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT_BASE = "https://amifampridine-cds.github.io/fhir"
+MATCH_TEXT_URL = f"{PROJECT_BASE}/StructureDefinition/match-text"
+VERIFY_URL = f"{PROJECT_BASE}/StructureDefinition/verify"
+
+# Systems whose hierarchy is expressed by code prefix.
+_PREFIX_SYSTEMS = {
+    "http://hl7.org/fhir/sid/icd-10-cm",
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://www.whocc.no/atc",
+}
+
+
+class ValueSetError(ValueError):
+    """A ValueSet file is not usable; the service refuses to start with this message."""
+
+
+def _normalise_code(system: str, code: str) -> str:
+    code = code.strip()
+    # ICD-10 codes are sent with and without the dot (G40.909 / G40909): compare without it.
+    if system in _PREFIX_SYSTEMS:
+        return code.replace(".", "").upper()
+    return code
+
+
+def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive whole-word alternation for the given names (None when there are none)."""
+    parts = sorted({name.strip().lower() for name in names if name.strip()}, key=len, reverse=True)
+    if not parts:
+        return None
+    alternation = "|".join(re.escape(part) for part in parts)
+    return re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CodeMatcher:
+    """Membership test for Codings and free text, compiled from one ValueSet."""
+
+    url: str
+    title: str
+    codes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    patterns: Mapping[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+    names: re.Pattern[str] | None = None
+    displays: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    unverified: frozenset[tuple[str, str]] = frozenset()
+
+    def matches_code(self, system: str | None, code: str | None) -> bool:
+        if not system or not code or not isinstance(code, str):
+            return False
+        normalised = _normalise_code(system, code)
+        if normalised in self.codes.get(system, ()):
+            return True
+        if any(normalised.startswith(prefix) for prefix in self.prefixes.get(system, ())):
+            return True
+        return any(pattern.fullmatch(code.strip()) for pattern in self.patterns.get(system, ()))
+
+    def matches_coding(self, coding: Mapping[str, Any]) -> bool:
+        return self.matches_code(coding.get("system"), coding.get("code"))
+
+    def find_name(self, text: str | None) -> str | None:
+        """The first name of this value set found in ``text``, as written there."""
+        if not self.names or not text or not isinstance(text, str):
+            return None
+        found = self.names.search(text)
+        return found.group(0) if found else None
+
+    @property
+    def members(self) -> int:
+        return sum(len(codes) for codes in self.codes.values())
+
+
+def compile_valueset(resource: Mapping[str, Any], origin: str) -> CodeMatcher:
+    if resource.get("resourceType") != "ValueSet":
+        raise ValueSetError(f"{origin}: resourceType must be ValueSet")
+    url = resource.get("url")
+    if not isinstance(url, str) or not url:
+        raise ValueSetError(f"{origin}: ValueSet.url is required")
+    codes: dict[str, set[str]] = {}
+    prefixes: dict[str, list[str]] = {}
+    patterns: dict[str, list[re.Pattern[str]]] = {}
+    displays: dict[tuple[str, str], str] = {}
+    unverified: set[tuple[str, str]] = set()
+    includes = (resource.get("compose") or {}).get("include")
+    if not isinstance(includes, list) or not includes:
+        raise ValueSetError(f"{origin}: compose.include must list at least one system")
+    for index, include in enumerate(includes):
+        system = include.get("system")
+        if not isinstance(system, str) or not system:
+            raise ValueSetError(f"{origin}: compose.include[{index}].system is required")
+        for concept in include.get("concept", []):
+            code = concept.get("code")
+            if not isinstance(code, str) or not code.strip():
+                raise ValueSetError(f"{origin}: a concept in include[{index}] has no code")
+            codes.setdefault(system, set()).add(_normalise_code(system, code))
+            if concept.get("display"):
+                displays[(system, code)] = concept["display"]
+            if any(ext.get("url") == VERIFY_URL for ext in concept.get("extension", [])):
+                unverified.add((system, code))
+        for flt in include.get("filter", []):
+            op, value = flt.get("op"), flt.get("value")
+            if not isinstance(value, str) or not value:
+                raise ValueSetError(f"{origin}: include[{index}] filter has no value")
+            if op in {"is-a", "descendent-of"} and system in _PREFIX_SYSTEMS:
+                prefixes.setdefault(system, []).append(_normalise_code(system, value))
+            elif op == "regex":
+                try:
+                    patterns.setdefault(system, []).append(re.compile(value))
+                except re.error as exc:
+                    raise ValueSetError(f"{origin}: include[{index}] regex {value!r}: {exc}") from exc
+            else:
+                raise ValueSetError(f"{origin}: unsupported filter op {op!r} for {system}")
+    names = [
+        ext.get("valueString", "")
+        for ext in resource.get("extension", [])
+        if ext.get("url") == MATCH_TEXT_URL
+    ]
+    return CodeMatcher(
+        url=url,
+        title=str(resource.get("title") or resource.get("name") or url),
+        codes={system: frozenset(values) for system, values in codes.items()},
+        prefixes={system: tuple(values) for system, values in prefixes.items()},
+        patterns={system: tuple(values) for system, values in patterns.items()},
+        names=names_pattern(names),
+        displays=displays,
+        unverified=frozenset(unverified),
+    )

@@ -1,0 +1,104 @@
+"""CDS Hooks 2.0.1 prefetch semantics, with the FHIR server as fallback.
+
+For each key the service advertises:
+- absent: the EHR did not satisfy it — query ``fhirServer`` (with the EHR's bearer token);
+- ``null``: the EHR has no such data — nothing to fetch, the key is empty;
+- an OperationOutcome: the EHR failed to get it — query it ourselves;
+- a searchset Bundle with a ``next`` link: read the remaining pages from ``fhirServer``.
+What cannot be had either way is reported per key, so the rules can say which checks did not run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from cds_service.fhir_client import FhirClient, next_link
+from cds_service.protocol.validation import HookCall
+
+TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
+USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+@dataclass
+class ResolvedData:
+    values: dict[str, Any] = field(default_factory=dict)  # key -> resource, Bundle or None
+    unavailable: dict[str, str] = field(default_factory=dict)  # key -> why it could not be had
+    fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
+
+
+def fill_template(template: str, context: Mapping[str, Any], user_id: str) -> str | None:
+    """Replace 2.0 prefetch tokens; None when a token has no value (the query cannot be made)."""
+    user_type, _, user_ref_id = user_id.partition("/")
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        if name.startswith("context."):
+            value = context.get(name.removeprefix("context."))
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                return quote(str(value), safe="")
+        elif USER_TOKENS.get(name) == user_type and user_ref_id:
+            return quote(user_ref_id, safe="")
+        missing = True
+        return ""
+
+    filled = TOKEN.sub(substitute, template)
+    return None if missing else filled
+
+
+def _is_operation_outcome(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+
+
+def resolve(
+    call: HookCall,
+    templates: Mapping[str, str],
+    client: FhirClient,
+    authorize_server: Callable[[str], None],
+) -> ResolvedData:
+    """Prefetch as sent, plus the FHIR server for what is missing, failed or paginated."""
+    data = ResolvedData()
+    jobs: dict[str, str | dict[str, Any]] = {}
+    for key, template in templates.items():
+        if key in call.prefetch and not _is_operation_outcome(call.prefetch[key]):
+            value = call.prefetch[key]
+            data.values[key] = value
+            if isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and next_link(value):
+                jobs[key] = dict(value)
+            continue
+        query = fill_template(template, call.context, call.user_id)
+        if query is None:
+            data.unavailable[key] = "its query needs a context value the request did not carry"
+        else:
+            jobs[key] = query
+    if not jobs:
+        return data
+    if call.fhir_server is None:
+        for key in jobs:
+            data.values.pop(key, None)
+            data.unavailable[key] = (
+                "only the first page of results was sent and there is no fhirServer to read the rest"
+                if key in call.prefetch
+                else "not in prefetch and no fhirServer was given"
+            )
+        return data
+    authorize_server(call.fhir_server)  # raises 403 before any outbound request
+    results = client.fetch_all(call.fhir_server, jobs, call.access_token)
+    for key, result in results.items():
+        if result.error is None:
+            data.values[key] = result.value
+            data.fetched.append(key)
+        else:
+            data.values.pop(key, None)
+            data.unavailable[key] = result.error
+    return data

@@ -1,0 +1,136 @@
+"""HTTP endpoints: discovery, service calls, feedback, health.
+
+Thin on purpose: parse and validate, hand over to the pipeline, write the response. Clinical questions
+are decided in ``cds_service.rules``; data access in ``cds_service.protocol.prefetch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import Counter
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+
+from cds_service import metrics, pipeline
+from cds_service.protocol.errors import CdsError
+from cds_service.protocol.json_body import read_json
+from cds_service.protocol.prefetch import ResolvedData, resolve
+from cds_service.protocol.services import SERVICES, ServiceDefinition
+from cds_service.protocol.validation import HookCall, validate_call, validate_feedback
+from cds_service.runtime import Runtime
+from cds_service.security import authorize_fhir_server
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("cds_hooks", __name__)
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["cds.runtime"]
+
+
+def _service(service_id: str) -> ServiceDefinition:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services")
+    return service
+
+
+@blueprint.get("/cds-services")
+def discovery() -> Response:
+    return jsonify(runtime().discovery)
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    service = _service(service_id)
+    body = read_json(runtime().settings.max_json_depth)
+    call = validate_call(body, service)
+    g.cds_log = {"service": service.id, "hook": service.hook.hook, "hookInstance": call.hook_instance}
+    rt = runtime()
+
+    def fetch(hook_call: HookCall) -> ResolvedData:
+        return resolve(hook_call, rt.templates, rt.fhir_client, authorize_fhir_server)
+
+    outcome = pipeline.run(call, rt.knowledge, fetch, options=rt.options)
+    by_indicator = Counter(card["indicator"] for card in outcome.cards)
+    g.cds_log["cards"] = dict(by_indicator)
+    for card in outcome.cards:
+        metrics.CARDS.labels(topic=card["source"]["topic"]["code"], indicator=card["indicator"]).inc()
+    if outcome.cards:
+        current_app.extensions["cds.audit"].record_response(
+            service_id=service.id,
+            hook=service.hook.hook,
+            hook_instance=call.hook_instance,
+            patient_id=call.patient_id,
+            cards=outcome.cards,
+            client=g.get("cds_client"),
+        )
+    return jsonify({"cards": outcome.cards})
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    service = _service(service_id)
+    items = validate_feedback(read_json(runtime().settings.max_json_depth))
+    g.cds_log = {"service": service.id, "feedback": len(items)}
+    summary: dict[str, Any] = current_app.extensions["cds.audit"].record_feedback(
+        service_id=service.id, items=items, client=g.get("cds_client")
+    )
+    return jsonify(summary)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    rt = runtime()
+    body: dict[str, Any] = {
+        "status": "ready",
+        "knowledgeVersion": rt.knowledge.version,
+        "topics": len(rt.knowledge.topics),
+        "valueSets": len(rt.knowledge.valuesets),
+    }
+    warning = current_app.extensions.get("cds.auth_warning")
+    if warning:
+        body["warnings"] = [warning]
+    return jsonify(body)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CdsError)
+    def cds_error(error: CdsError) -> tuple[Response, int, dict[str, str]]:
+        if error.status >= 500:
+            log.error("request failed: %s", error.diagnostics)
+        return jsonify(error.body()), error.status, error.headers
+
+    @app.errorhandler(404)
+    def not_found(_: Exception) -> tuple[Response, int]:
+        return jsonify(CdsError(404, "no such endpoint; see GET /cds-services").body()), 404
+
+    @app.errorhandler(405)
+    def wrong_method(error: Any) -> tuple[Response, int, dict[str, str]]:
+        allowed = ", ".join(sorted(getattr(error, "valid_methods", None) or []))
+        body = CdsError(405, f"method {request.method} not allowed here; allowed: {allowed}").body()
+        return jsonify(body), 405, {"Allow": allowed} if allowed else {}
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> tuple[Response, int]:
+        limit = runtime().settings.max_body_bytes
+        return jsonify(CdsError(413, f"request body larger than {limit} bytes").body()), 413
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response, int]:
+        # Never a stack trace to the client; the log has the exception type only (no patient data).
+        status = getattr(error, "code", 500)
+        if isinstance(status, int) and 400 <= status < 500:
+            return jsonify(CdsError(status, getattr(error, "description", "bad request")).body()), status
+        # The type and the place are enough to find the bug; the message could quote patient data.
+        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "unknown"
+        log.error("unexpected error %s at %s", type(error).__name__, where)
+        return jsonify(CdsError(500, "internal error; the request was not evaluated").body()), 500

@@ -1,0 +1,216 @@
+"""The patient record a hook call is judged on: a typed view over the prefetched or fetched resources.
+
+Resources stay plain JSON dicts, sorted by type. Filtering is cheap (resourceType, status, codes);
+``fhir.resources`` validation runs only on the few resources a rule is about to cite (``validated``),
+because validating a whole 240 KB record costs ten times more than decoding it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+
+from cds_service.knowledge.classify import MedicationFacts, classify, medication_facts
+from cds_service.knowledge.loader import Knowledge
+
+log = logging.getLogger(__name__)
+
+ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
+# Statuses of a current prescription: what "the patient is on" means for interactions and titration.
+CURRENT_STATUSES = frozenset({"active", "on-hold"})
+# verificationStatus codes that mean "this is not true of the patient".
+NOT_TRUE = frozenset({"refuted", "entered-in-error"})
+
+
+@dataclass(frozen=True)
+class Order:
+    """A medication order with what it is: its classes and the facts that decided them."""
+
+    resource: Mapping[str, Any]
+    facts: MedicationFacts
+    classes: frozenset[str]
+    draft: bool  # from the hook context (draftOrders / medications), not from the record
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource.get('resourceType', 'MedicationRequest')}/{self.resource.get('id', '')}"
+
+    @property
+    def name(self) -> str:
+        return self.facts.display_name
+
+    def is_(self, drug_class: str) -> bool:
+        return drug_class in self.classes
+
+
+def classify_order(
+    resource: Mapping[str, Any],
+    knowledge: Knowledge,
+    *,
+    draft: bool,
+    medications: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Order:
+    facts = medication_facts(resource, medications)
+    return Order(resource=resource, facts=facts, classes=classify(facts, knowledge), draft=draft)
+
+
+def bundle_resources(value: Any) -> Iterator[Mapping[str, Any]]:
+    """The resources in a prefetch value: a Bundle's entries, a single resource, or nothing (null)."""
+    if not isinstance(value, Mapping):
+        return
+    if value.get("resourceType") == "Bundle":
+        for entry in value.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, Mapping) else None
+            if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
+                yield resource
+    elif isinstance(value.get("resourceType"), str):
+        yield value
+
+
+def coded(resource: Mapping[str, Any], element: str) -> str | None:
+    """The first code of a CodeableConcept element such as clinicalStatus or verificationStatus."""
+    concept = resource.get(element)
+    if isinstance(concept, str):  # STU3 AllergyIntolerance and DSTU2 use plain codes
+        return concept
+    if isinstance(concept, Mapping):
+        for coding in concept.get("coding") or []:
+            if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
+                return coding["code"]
+    return None
+
+
+def codings(resource: Mapping[str, Any], element: str = "code") -> list[Mapping[str, Any]]:
+    concept = resource.get(element)
+    if not isinstance(concept, Mapping):
+        return []
+    return [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+
+
+def concept_text(resource: Mapping[str, Any], element: str = "code") -> str:
+    """A readable name for a coded element: its text, else the first display, else the first code."""
+    concept = resource.get(element)
+    if not isinstance(concept, Mapping):
+        return "unnamed"
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return concept["text"].strip()
+    for coding in codings(resource, element):
+        if coding.get("display"):
+            return str(coding["display"])
+    for coding in codings(resource, element):
+        if coding.get("code"):
+            return str(coding["code"])
+    return "unnamed"
+
+
+def is_refuted(resource: Mapping[str, Any]) -> bool:
+    return coded(resource, "verificationStatus") in NOT_TRUE
+
+
+@dataclass
+class PatientRecord:
+    """Everything the rules may read about one patient for one hook call."""
+
+    patient: Mapping[str, Any] | None
+    current_orders: list[Order]
+    conditions: list[Mapping[str, Any]]
+    allergies: list[Mapping[str, Any]]
+    observations: list[Mapping[str, Any]]
+    # prefetch key -> why it could not be had (the rules say which checks did not run)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # "Condition/x: invalid" — for the audit and --explain
+    _validated: dict[int, bool] = field(default_factory=dict, repr=False)
+
+    def birth_date(self) -> date | None:
+        raw = (self.patient or {}).get("birthDate")
+        if not isinstance(raw, str):
+            return None
+        parts = raw.split("-")
+        try:
+            # A partial date (1969 or 1969-03) gives the earliest day it can mean: the oldest age,
+            # which is the conservative choice only for the under-6 check; callers say "about".
+            return date(
+                int(parts[0]),
+                int(parts[1]) if len(parts) > 1 else 1,
+                int(parts[2][:2]) if len(parts) > 2 else 1,
+            )
+        except (ValueError, IndexError):
+            return None
+
+    def gender(self) -> str | None:
+        value = (self.patient or {}).get("gender")
+        return value if isinstance(value, str) else None
+
+    def validated(self, resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The given resources that are valid FHIR R4 (R4B models); invalid ones are skipped and noted."""
+        from cds_service.fhir_models import model_for  # imported lazily: only rules that fire pay for it
+
+        kept = []
+        for resource in resources:
+            key = id(resource)
+            if key not in self._validated:
+                model = model_for(str(resource.get("resourceType")))
+                ok = True
+                if model is not None:
+                    try:
+                        model.model_validate(resource)
+                    except (ValidationError, ValueError, TypeError):
+                        ok = False
+                        self.skipped.append(
+                            f"{resource.get('resourceType')}/{resource.get('id', '?')}: not valid FHIR R4"
+                        )
+                self._validated[key] = ok
+            if self._validated[key]:
+                kept.append(resource)
+        return kept
+
+
+def build_record(
+    data: Mapping[str, Any],
+    knowledge: Knowledge,
+    *,
+    unavailable: Mapping[str, str] | None = None,
+) -> PatientRecord:
+    """Sort the resources of every prefetch value by type; classify current medication orders."""
+    patient: Mapping[str, Any] | None = None
+    orders: list[Mapping[str, Any]] = []
+    medications: dict[str, Mapping[str, Any]] = {}
+    conditions: list[Mapping[str, Any]] = []
+    allergies: list[Mapping[str, Any]] = []
+    observations: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    for value in data.values():
+        for resource in bundle_resources(value):
+            kind = resource["resourceType"]
+            # The same resource may come through two keys (or two pages): keep it once.
+            identity = f"{kind}/{resource.get('id')}" if resource.get("id") else None
+            if identity is not None:
+                if identity in seen:
+                    continue
+                seen.add(identity)
+            if kind == "Patient":
+                patient = patient or resource
+            elif kind in ORDER_TYPES:
+                if resource.get("status") in CURRENT_STATUSES:
+                    orders.append(resource)
+            elif kind == "Medication" and resource.get("id"):
+                medications[f"Medication/{resource['id']}"] = resource
+            elif kind == "Condition":
+                conditions.append(resource)
+            elif kind == "AllergyIntolerance":
+                allergies.append(resource)
+            elif kind == "Observation" and resource.get("status") not in {"entered-in-error", "cancelled"}:
+                observations.append(resource)
+    current = [classify_order(o, knowledge, draft=False, medications=medications) for o in orders]
+    return PatientRecord(
+        patient=patient,
+        current_orders=current,
+        conditions=conditions,
+        allergies=allergies,
+        observations=observations,
+        unavailable=dict(unavailable or {}),
+    )

@@ -1,0 +1,57 @@
+"""Seizure history: a contraindication (label §4); febrile seizures only: a warning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cds_service.record import coded, concept_text, is_refuted
+from cds_service.rules.base import Finding, RuleContext
+
+TOPIC = "seizure-history"
+
+
+def seizure_history(ctx: RuleContext) -> list[Finding]:
+    orders = ctx.amifampridine_orders()
+    if not orders:
+        return []
+    seizures = ctx.knowledge.valueset("seizure-disorders")
+    febrile = ctx.knowledge.valueset("febrile-seizures")
+    candidates = [
+        condition
+        for condition in ctx.record.conditions
+        if any(
+            seizures.matches_coding(coding) for coding in (condition.get("code") or {}).get("coding") or []
+        )
+    ]
+    refuted = [c for c in candidates if is_refuted(c)]
+    if refuted:
+        ctx.note(TOPIC, f"ignored {len(refuted)} refuted or entered-in-error seizure condition(s)")
+    # Any clinical status counts: resolved or in remission is still a history of seizures.
+    history = ctx.record.validated(c for c in candidates if not is_refuted(c))
+    if not history:
+        ctx.note(TOPIC, f"no seizure condition among {len(ctx.record.conditions)} condition(s)")
+        return []
+    names = [concept_text(c) for c in history]
+    only_febrile = all(
+        any(febrile.matches_coding(coding) for coding in (c.get("code") or {}).get("coding") or [])
+        for c in history
+    )
+    cited = ", ".join(f"Condition/{c.get('id')}" for c in history)
+    ctx.note(TOPIC, f"seizure history: {cited}")
+    listed = "; ".join(f"{name} ({_status(c)})" for name, c in zip(names, history, strict=True))
+    return [
+        Finding(
+            topic=TOPIC,
+            params={"drug": order.name, "condition": names[0], "conditions": listed},
+            order=order,
+            variant="febrile" if only_febrile else None,
+        )
+        for order in orders
+    ]
+
+
+def _status(condition: Mapping[str, Any]) -> str:
+    status = coded(condition, "clinicalStatus") or "status not recorded"
+    onset = condition.get("onsetDateTime") or condition.get("recordedDate")
+    return f"{status}, since {str(onset)[:10]}" if isinstance(onset, str) else status

@@ -1,0 +1,47 @@
+"""What the service loads once at start-up and shares across requests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.config import Settings
+from cds_service.fhir_client import ClientSettings, FhirClient
+from cds_service.knowledge.loader import Knowledge, load_knowledge
+from cds_service.protocol.services import discovery_document, prefetch_templates
+from cds_service.rules.base import Options
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    knowledge: Knowledge
+    templates: Mapping[str, str]
+    discovery: Mapping[str, Any]
+    fhir_client: FhirClient
+    options: Options
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        knowledge = load_knowledge(settings.cards_dir)
+        client = FhirClient(
+            ClientSettings(
+                connect_timeout=settings.fhir_connect_timeout,
+                read_timeout=settings.fhir_read_timeout,
+                deadline=settings.fhir_deadline,
+                max_pages=settings.fhir_max_pages,
+                max_workers=settings.fhir_max_workers,
+            )
+        )
+        return cls(
+            settings=settings,
+            knowledge=knowledge,
+            templates=prefetch_templates(knowledge),
+            discovery=discovery_document(knowledge),
+            fhir_client=client,
+            options=Options(
+                weight_max_age_days=settings.weight_max_age_days,
+                dose_caps_version=settings.dose_caps_version,
+            ),
+        )
