@@ -43,7 +43,8 @@ def _report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(to_csv(report))
     else:
-        to_table(report, Console())
+        # Piped or redirected output would wrap at 80 columns; a wide table is easier to read in a file.
+        to_table(report, Console() if sys.stdout.isatty() else Console(width=200))
     return 0
 
 

@@ -40,7 +40,7 @@ def to_table(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"Card feedback since {since} (rules {report['ruleVersion']})")
     for key, title in COLUMNS:
         numeric = key not in ("topic", "indicator", "topOverrideReasons")
-        table.add_column(title, justify="right" if numeric else "left")
+        table.add_column(title, justify="right" if numeric else "left", no_wrap=key != "topOverrideReasons")
     for row in report["rows"]:
         table.add_row(*[_cell(key, row[key]) for key, _ in COLUMNS])
     totals = report["totals"]
