@@ -167,12 +167,19 @@ def _stated_max(dosage: Mapping[str, Any], ctx: _Context, notes: list[str]) -> t
 
 def _text_dose(reading: text_reader.TextReading, ctx: _Context, notes: list[str]) -> tuple[Decimal, str]:
     """The dose written in the text; when it names different amounts (in mg), the largest counts."""
-    converted = [(_to_mg(_Amount(d.amount, d.unit), ctx, notes), d) for d in reading.doses]
-    (mg, expr), chosen = converted[0]
-    if len({c[0][0] for c in converted}) > 1:
-        (mg, expr), chosen = max(converted, key=lambda c: c[0][0])
+    converted = []
+    for d in reading.doses:
+        own_notes: list[str] = []  # only the chosen amount's assumptions are reported
+        mg, expr = _to_mg(_Amount(d.amount, d.unit), ctx, own_notes)
+        converted.append((mg, expr, own_notes, d))
+    mg, expr, own_notes, chosen = converted[0]
+    several = len({c[0] for c in converted}) > 1
+    if several:
+        mg, expr, own_notes, chosen = max(converted, key=lambda c: c[0])
+    notes.append(f'dose read from the instruction text ("{chosen.written}")')
+    notes.extend(own_notes)
+    if several:
         notes.append(f'several different amounts in the text: the largest ("{chosen.written}") counted')
-    notes.insert(0, f'dose read from the instruction text ("{chosen.written}")')
     if chosen.was_range:
         notes.append("high end of the dose range in the text counted")
     return mg, expr

@@ -12,7 +12,8 @@ from typing import Any
 
 # Larger than any plausible dose, frequency or strength; keeps Decimal -> float conversion finite.
 _LIMIT = Decimal("1e9")
-_MILLI = Decimal("0.001")
+# Six decimals echo any value a sender plausibly writes (0.0075 g) and hide division noise (10/3 mL).
+_DISPLAY = Decimal("0.000001")
 
 
 class DoseProblem(Exception):
@@ -47,8 +48,8 @@ def ceil_whole(d: Decimal) -> Decimal:
 
 
 def fmt(d: Decimal) -> str:
-    """Display form: at most three decimals, no trailing zeros, no exponent ("7.5", "60", "0.25")."""
-    s = format(d.quantize(_MILLI, rounding=ROUND_HALF_UP), "f")
+    """Display form: at most six decimals, no trailing zeros, no exponent ("7.5", "60", "0.0075")."""
+    s = format(d.quantize(_DISPLAY, rounding=ROUND_HALF_UP), "f")
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return "0" if s == "-0" else s
@@ -58,4 +59,4 @@ def to_float(d: Decimal | None) -> float | None:
     """Decimal -> float for the public result, rounded to a millionth to drop division noise."""
     if d is None:
         return None
-    return float(d.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP).normalize())
+    return float(d.quantize(_DISPLAY, rounding=ROUND_HALF_UP).normalize())
