@@ -263,3 +263,12 @@ def test_auth_error_never_carries_the_token(tmp_path, jwks_server, es384):
 def _payload(token: str) -> str:
     segment = token.split(".")[1]
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
+
+
+def test_keys_on_file_are_used_before_fetching_the_listed_jku(tmp_path, es384):
+    # The sandbox's set-up: tokens carry jku; a local copy of its key set avoids the network.
+    with responses.RequestsMock() as mock:
+        verifier = make_verifier(tmp_path, jwks=jwks_of(es384))
+        token = mint_token(es384, aud=AUD, headers={"jku": JWKS_URL})
+        assert verifier.verify(token, AUD).kid == es384.kid
+        assert len(mock.calls) == 0

@@ -160,12 +160,11 @@ class JwtVerifier:
         )
 
     def _find_key(self, client: TrustedClient, kid: str, jku: str | None) -> Mapping[str, Any] | None:
-        if jku is not None:
-            return self.jwks.get_key(jku, kid)
+        # Keys on file first (no network); then the listed jku, or every listed key set URL.
         for key in client.static_keys:
             if key.get("kid") == kid:
                 return key
-        for url in client.jwks_urls:
+        for url in (jku,) if jku is not None else client.jwks_urls:
             key = self.jwks.get_key(url, kid)
             if key is not None:
                 return key
