@@ -15,24 +15,36 @@ See docs/storage.md for what is stored, configuration and commands.
 from __future__ import annotations
 
 import atexit
-import logging
 import weakref
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from cds_service.config import Settings
-from cds_service.storage.config import StorageConfig
-from cds_service.storage.identity import rule_version
-from cds_service.storage.store import AuditStore
+    from cds_service.config import Settings
+    from cds_service.storage.store import AuditStore
 
 __all__ = ["AuditStore", "build_store", "close_all", "install_storage"]
 
-log = logging.getLogger("cds_service.storage")
+# Imports are deferred: ``cds-service`` loads the storage CLI before gunicorn starts, and the metrics
+# module (imported by the store) must not be loaded in the gunicorn master before its multiprocess set-up.
 _open_stores: weakref.WeakSet[AuditStore] = weakref.WeakSet()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AuditStore":
+        from cds_service.storage.store import AuditStore
+
+        return AuditStore
+    raise AttributeError(name)
 
 
 def build_store(settings: Settings) -> AuditStore:
     """An ``AuditStore`` for these settings, prepared if the database answers, closed at exit."""
+    from cds_service.storage.config import StorageConfig
+    from cds_service.storage.identity import rule_version
+    from cds_service.storage.store import AuditStore
+
     config = StorageConfig.from_settings(settings)
     store = AuditStore(config, rule_version=rule_version(settings.cards_dir))
     store.start()

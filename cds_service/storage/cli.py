@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from cds_service.config import Settings
-from cds_service.storage import build_store
-from cds_service.storage.config import StorageConfig
-from cds_service.storage.formats import to_csv, to_json, to_table
 from cds_service.storage.report import parse_since
-from cds_service.storage.store import AuditStore
+
+if TYPE_CHECKING:
+    from cds_service.storage.store import AuditStore
+
+# Heavier imports happen inside the commands: this module is loaded for every ``cds-service`` command,
+# including ``serve``, whose gunicorn master must not import the metrics module early.
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cds_service.storage.formats import to_csv, to_json, to_table
+
     store = _open_store()
     try:
         report = store.report(since=args.since)
@@ -50,6 +55,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     from cds_service.storage import migrate
+    from cds_service.storage.config import StorageConfig
     from cds_service.storage.engine import make_engine
 
     config = StorageConfig.from_settings(Settings.from_env())
@@ -74,6 +80,8 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _open_store() -> AuditStore:
+    from cds_service.storage import build_store
+
     # The CLI never migrates implicitly except as configured (CDS_DB_AUTO_UPGRADE), like the service.
     return build_store(Settings.from_env())
 
