@@ -13,10 +13,10 @@ from datetime import date
 from typing import Any
 
 from cds_service.cards import render_cards
+from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.knowledge.loader import Knowledge
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.prefetch import ResolvedData
-from cds_service.protocol.services import PREFETCH_KEYS
 from cds_service.protocol.validation import HookCall
 from cds_service.record import ORDER_TYPES, Order, PatientRecord, build_record, classify_order
 from cds_service.rules import evaluate

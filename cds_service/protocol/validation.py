@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.protocol.errors import InvalidRequest
-from cds_service.protocol.services import PREFETCH_KEYS, ServiceDefinition
+from cds_service.protocol.services import ServiceDefinition
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 USER_REFERENCE = re.compile(r"(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}")
