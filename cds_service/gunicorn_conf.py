@@ -140,13 +140,70 @@ _AUDIT_DRAIN_TIMEOUT = float(_int_env("CDS_AUDIT_DRAIN_TIMEOUT", 5, minimum=0))
 _METRICS_DIR = prepare_metrics_dir()
 
 
+def preflight() -> str | None:
+    """Check the configuration the app factory will read, without starting anything.
+
+    Runs in the master before workers fork, so that a container without configuration stops at once
+    with one line (exit 2) instead of every worker failing to boot with a traceback. Returns the
+    problem, or None. Nothing here opens a connection or starts a thread.
+    """
+    from flask import Flask
+
+    from cds_service.config import ConfigError, Settings
+    from cds_service.knowledge.loader import KnowledgeError, load_knowledge
+    from cds_service.observability import logging_settings
+    from cds_service.security import install_security
+    from cds_service.storage.config import StorageConfig
+
+    cards_dir = None
+    # The workers log the same start-up warnings moments later, in JSON; say nothing twice.
+    quiet = logging.getLogger("cds_service")
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        settings = Settings.from_env()
+        cards_dir = settings.cards_dir
+        logging_settings(settings.env)
+        load_knowledge(settings.cards_dir)
+        StorageConfig.from_settings(settings)
+        install_security(Flask("cds-service-preflight"), settings)
+    except KnowledgeError as exc:
+        return f"knowledge base in {cards_dir} is broken: {exc}"
+    except ConfigError as exc:
+        return str(exc)
+    finally:
+        quiet.disabled = was_disabled
+    return None
+
+
+def _use_multiprocess_values() -> None:
+    """Switch prometheus-client to shared files if something imported it before PROMETHEUS_MULTIPROC_DIR
+    was set (the CLI imports subsystems to build its parser). Runs in each worker before the app loads."""
+    from prometheus_client import values
+
+    if values.ValueClass.__name__ != "MutexValue":
+        return
+    values.ValueClass = values.get_value_class()
+    metrics_module = sys.modules.get("cds_service.metrics")
+    if metrics_module is None:
+        return
+    from prometheus_client.metrics import MetricWrapperBase
+
+    for metric in vars(metrics_module).values():
+        # Labelled metrics create their values on first use; unlabelled ones hold one from import time.
+        if isinstance(metric, MetricWrapperBase) and not metric._labelnames:
+            metric._metric_init()
+
+
 # --- server hooks ----------------------------------------------------------------------------------
 def on_starting(server: Any) -> None:
+    problem = preflight()
+    if problem is not None:
+        _config_error(problem)
     _wipe_metrics_dir(_METRICS_DIR)
-    if "cds_service.metrics" in sys.modules:
-        server.log.warning(
-            "cds_service.metrics was imported before gunicorn started; per-worker metrics may be lost"
-        )
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    _use_multiprocess_values()
 
 
 def post_worker_init(worker: Any) -> None:

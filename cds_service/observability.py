@@ -88,26 +88,32 @@ def access_line(environ: Mapping[str, Any], status: int, seconds: float) -> str 
         "status": status,
         "latency_ms": round(seconds * 1000.0, 2),
     }
-    for key in ("service", "hook", "hookInstance", "cards", "client", "request_id"):
+    for key in ("service", "hook", "hookInstance", "cards", "feedback", "client", "request_id"):
         if fields.get(key) is not None:
             entry[key] = fields[key]
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
 # --- logging setup ---------------------------------------------------------------------------------
-def configure_logging(env: Mapping[str, str]) -> None:
-    """JSON (or plain text with ``CDS_LOG_FORMAT=text``) on stderr, access lines on stdout.
-
-    Only installs handlers when nobody configured logging yet (a root logger without handlers), so a
-    host application's or pytest's logging setup stays in charge.
-    """
+def logging_settings(env: Mapping[str, str]) -> tuple[str, int]:
+    """``CDS_LOG_FORMAT`` (json|text, default json) and ``CDS_LOG_LEVEL`` (default info), checked."""
     fmt = (env.get("CDS_LOG_FORMAT") or "json").strip().lower()
     if fmt not in {"json", "text"}:
         raise ConfigError(f"CDS_LOG_FORMAT must be json or text, got {fmt!r}")
     level_name = (env.get("CDS_LOG_LEVEL") or "info").strip().upper()
     level = logging.getLevelName(level_name)
-    if not isinstance(level, int):
-        raise ConfigError(f"CDS_LOG_LEVEL must be debug, info, warning or error, got {level_name!r}")
+    if level_name not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} or not isinstance(level, int):
+        raise ConfigError(f"CDS_LOG_LEVEL must be debug, info, warning or error, got {level_name.lower()!r}")
+    return fmt, level
+
+
+def configure_logging(env: Mapping[str, str] | None = None) -> None:
+    """JSON (or plain text with ``CDS_LOG_FORMAT=text``) on stderr, access lines on stdout.
+
+    Only installs handlers when nobody configured logging yet (a root logger without handlers), so a
+    host application's or pytest's logging setup stays in charge.
+    """
+    fmt, level = logging_settings(os.environ if env is None else env)
     logging.getLogger("cds_service").setLevel(level)
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
 
@@ -137,30 +143,21 @@ def _label(value: Any, fallback: str) -> str:
     return text if _LABEL.match(text) else fallback
 
 
-def _known_services(app: Flask) -> frozenset[str] | None:
-    """Service ids the app declares, to keep metric labels bounded (None when the app does not say)."""
-    services = app.extensions.get("cds.services")
-    if isinstance(services, Mapping):
-        return frozenset(str(key) for key in services)
-    return None
-
-
 def _cards_by_indicator(raw: Any) -> dict[str, int] | None:
     if not isinstance(raw, Mapping):
         return None
     return {_label(key, "other"): int(count) for key, count in raw.items() if isinstance(count, int)}
 
 
-def _request_fields(app: Flask, log_probes: bool) -> dict[str, Any]:
+def _request_fields(log_probes: bool) -> dict[str, Any]:
     """What the access line may show about the current request: no PHI, no tokens, no query string."""
     rule = request.url_rule.rule if request.url_rule is not None else None
     fields: dict[str, Any] = {"route": rule, "log_probes": log_probes}
     cds_log = g.get("cds_log")
     if isinstance(cds_log, Mapping):
-        known = _known_services(app)
-        service = cds_log.get("service")
-        if service is not None and (known is None or service in known):
-            fields["service"] = _label(service, "other")
+        # The protocol layer names a service only once it has matched a declared one: bounded labels.
+        if cds_log.get("service") is not None:
+            fields["service"] = _label(cds_log.get("service"), "other")
         if cds_log.get("hook") is not None:
             fields["hook"] = _label(cds_log.get("hook"), "other")
         instance = cds_log.get("hookInstance")
@@ -169,6 +166,8 @@ def _request_fields(app: Flask, log_probes: bool) -> dict[str, Any]:
         cards = _cards_by_indicator(cds_log.get("cards"))
         if cards is not None:
             fields["cards"] = cards
+        if isinstance(cds_log.get("feedback"), int):
+            fields["feedback"] = cds_log["feedback"]
     client = g.get("cds_client")
     if client is not None and isinstance(getattr(client, "iss", None), str):
         fields["client"] = client.iss[:256]
@@ -209,16 +208,18 @@ def install_observability(app: Flask, settings: Settings) -> None:
     # Import now so that a broken metrics module fails at start-up, not on the first request.
     from cds_service import metrics  # noqa: F401
 
-    @app.before_request
     def _start_timer() -> None:
         g.cds_started = time.perf_counter()
+
+    # First in line: a hook that answers early (a 401 from security) must still be timed.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)
 
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("cds_started")
         seconds = time.perf_counter() - started if started is not None else 0.0
         try:
-            fields = _request_fields(app, log_probes)
+            fields = _request_fields(log_probes)
             request.environ[ENVIRON_KEY] = fields
             _record_metrics(fields, response.status_code, seconds)
             if not _access_log_by_server:
