@@ -147,3 +147,13 @@ def test_purge_uses_retention_days(
     assert "deleted 0 audit records older than 60 days" in capsys.readouterr().out
     assert run("purge", "--days", "30") == 0
     assert "deleted 1 audit records older than 30 days" in capsys.readouterr().out
+
+
+def test_unreachable_database_is_one_line_and_status_1(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_DATABASE_URL", f"postgresql+psycopg://cds:hunter2@127.0.0.1:{closed_port}/cds")
+    for argv in (("report",), ("db", "upgrade"), ("purge",)):
+        assert run(*argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("cds-service: database error") and "hunter2" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -338,3 +339,23 @@ def test_unavailable_database_never_blocks_or_raises(
     logged = caplog.text
     assert "audit" in logged or "feedback" in logged
     assert PATIENT not in logged and COMMENT not in logged
+
+
+def test_a_forked_worker_writes_with_its_own_connections(store: AuditStore) -> None:
+    # gunicorn --preload: the app (and its store) is built in the master, then workers fork.
+    issue(store, card("seizure-history"))
+    assert store.flush(5)
+    pid = os.fork()
+    if pid == 0:  # child: record and drain, report success through the exit status
+        code = 1
+        try:
+            issue(store, card("dose-cap", "critical"))
+            store.close(timeout=10)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    report = store.report()
+    assert row_for(report, "dose-cap", "critical")["cardsShown"] == 1
+    assert row_for(report, "seizure-history")["cardsShown"] == 1

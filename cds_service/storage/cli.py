@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,16 +22,34 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="card acceptance and override analytics")
     report.add_argument("--since", type=_since, help="only cards issued on or after this date (ISO 8601)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    report.set_defaults(func=_report)
+    report.set_defaults(func=_database_command(_report))
 
     db = subparsers.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or upgrade the schema to the latest version")
-    upgrade.set_defaults(func=_db_upgrade)
+    upgrade.set_defaults(func=_database_command(_db_upgrade))
 
     purge = subparsers.add_parser("purge", help="delete audit records older than the retention period")
     purge.add_argument("--days", type=_days, help="retention in days (default CDS_AUDIT_RETENTION_DAYS, 400)")
-    purge.set_defaults(func=_purge)
+    purge.set_defaults(func=_database_command(_purge))
+
+
+def _database_command(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """One line and exit status 1 when the database cannot be reached, instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return command(args)
+        except SQLAlchemyError as exc:
+            # The exception text may hold the URL with its password: name the type only.
+            print(
+                f"cds-service: database error ({type(exc).__name__}); check CDS_DATABASE_URL", file=sys.stderr
+            )
+            return 1
+
+    return run
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -9,11 +9,13 @@ block the queue. Every failed attempt is logged (exception type only, never row 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,9 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self.dropped = 0
+        # gunicorn --preload forks after the app (and maybe a pooled connection) exists: the child must
+        # neither share the parent's connections nor wait for the parent's thread.
+        os.register_at_fork(after_in_child=functools.partial(_reset_in_child, weakref.ref(self)))
 
     # -- producer side -----------------------------------------------------------------------------
     def submit(self, job: Job) -> bool:
@@ -95,15 +100,17 @@ class BackgroundWriter:
         self._thread.join(timeout=1.0)
 
     # -- worker side -------------------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        self._engine.dispose(close=False)
+        self._pid = os.getpid()
+        self._thread = None
+        self._lock = threading.Lock()
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)  # the parent's queued records stay there
+
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+        if self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
-            if self._pid != os.getpid():
-                # Forked (gunicorn --preload): the parent's thread and pooled connections are not ours.
-                self._engine.dispose(close=False)
-                self._pid = os.getpid()
-                self._thread = None
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="cds-audit-writer", daemon=True)
                 self._thread.start()
@@ -178,6 +185,12 @@ class BackgroundWriter:
         self.dropped += 1
         AUDIT_WRITE_FAILURES.inc()
         log.error(message)
+
+
+def _reset_in_child(ref: weakref.ref[BackgroundWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer._after_fork()
 
 
 def _is_transient(exc: BaseException) -> bool:
