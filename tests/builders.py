@@ -1,0 +1,131 @@
+"""Small builders for CDS Hooks requests and FHIR resources used across the protocol tests."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+PATIENT_ID = "amf-test-patient"
+ORDER_SIGN = "/cds-services/amifampridine-order-sign"
+ORDER_SELECT = "/cds-services/amifampridine-order-select"
+PRESCRIBE = "/cds-services/amifampridine-medication-prescribe"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def searchset(*resources: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": r} for r in resources],
+    }
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle
+
+
+def patient(birth_date: str = "1970-04-12", gender: str = "female") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": birth_date, "gender": gender}
+
+
+def amifampridine_order(order_id: str = "draft-amf", mg: float = 10, per_day: int = 3) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": order_id,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "authoredOn": "2026-11-22",
+        "medicationCodeableConcept": {"text": "amifampridine 10 MG Oral Tablet"},
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": mg,
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def ibuprofen_order(order_id: str = "draft-ibu") -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": order_id,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "medicationCodeableConcept": {
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "197807",
+                    "display": "Ibuprofen 800 MG Oral Tablet",
+                }
+            ]
+        },
+    }
+
+
+def epilepsy(condition_id: str = "cond-epilepsy", **extra: Any) -> dict[str, Any]:
+    condition = {
+        "resourceType": "Condition",
+        "id": condition_id,
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "code": {"coding": [{"system": SNOMED, "code": "84757009", "display": "Epilepsy"}]},
+        "onsetDateTime": "2004-06-01",
+    }
+    condition.update(extra)
+    return condition
+
+
+def empty_prefetch() -> dict[str, Any]:
+    return {
+        "patient": patient(),
+        "medications": searchset(),
+        "conditions": searchset(),
+        "allergies": searchset(),
+        "weight": searchset(),
+        "renal": searchset(),
+        "nat2": searchset(),
+    }
+
+
+def order_sign(
+    *orders: dict[str, Any], prefetch: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": "order-sign",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/example",
+            "patientId": PATIENT_ID,
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": o} for o in orders],
+            },
+        },
+    }
+    if prefetch is not None:
+        body["prefetch"] = copy.deepcopy(prefetch)
+    body.update(extra)
+    return body
+
+
+def topics(response_json: dict[str, Any]) -> list[str]:
+    return sorted(card["source"]["topic"]["code"] for card in response_json["cards"])

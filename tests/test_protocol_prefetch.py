@@ -1,0 +1,224 @@
+"""Prefetch semantics of CDS Hooks 2.0.1, with the EHR's FHIR server mocked by ``responses``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from builders import (
+    ORDER_SIGN,
+    PATIENT_ID,
+    amifampridine_order,
+    empty_prefetch,
+    epilepsy,
+    ibuprofen_order,
+    order_sign,
+    patient,
+    searchset,
+    topics,
+)
+from flask.testing import FlaskClient
+
+FHIR = "https://ehr.example.org/fhir"
+TOKEN = "secret-ehr-access-token"
+AUTH = {
+    "access_token": TOKEN,
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "patient/*.read",
+    "subject": "amifampridine-cds",
+}
+
+
+def _with_server(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "fhirServer": FHIR, "fhirAuthorization": AUTH}
+
+
+def _serve_record(mocked: responses.RequestsMock, conditions: dict[str, Any] | None = None) -> None:
+    """Answer every query the service may make for the test patient."""
+    mocked.get(f"{FHIR}/Patient/{PATIENT_ID}", json=patient())
+    for resource in ("MedicationRequest", "AllergyIntolerance", "Observation"):
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/{resource}\?.*"), json=searchset())
+    mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=conditions or searchset())
+
+
+def _queried(mocked: responses.RequestsMock, resource: str) -> list[Any]:
+    return [call for call in mocked.calls if urlsplit(call.request.url).path.endswith(f"/{resource}")]
+
+
+def test_absent_keys_are_fetched_with_the_ehr_token(client: FlaskClient) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        _serve_record(mocked, conditions=searchset(epilepsy()))
+        response = client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
+        assert response.status_code == 200
+        assert topics(response.get_json()) == ["seizure-history"]
+        condition_calls = _queried(mocked, "Condition")
+        assert len(condition_calls) == 1
+        assert parse_qs(urlsplit(condition_calls[0].request.url).query) == {"patient": [PATIENT_ID]}
+        assert all(call.request.headers["Authorization"] == f"Bearer {TOKEN}" for call in mocked.calls)
+        # All seven keys were absent: seven queries, run in parallel.
+        assert len(mocked.calls) == 7
+
+
+def test_null_prefetch_means_no_data_and_is_not_fetched(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = None
+    with responses.RequestsMock() as mocked:  # any outbound request would fail the test
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert response.status_code == 200
+        assert response.get_json() == {"cards": []}
+        assert len(mocked.calls) == 0
+
+
+def test_operation_outcome_in_prefetch_is_fetched_again(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout", "diagnostics": "EHR prefetch timed out"}],
+    }
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(epilepsy()))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert len(mocked.calls) == 1
+
+
+def test_paginated_prefetch_is_completed_from_the_server(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    page2 = f"{FHIR}/Condition?patient={PATIENT_ID}&_page=2"
+    prefetch["conditions"] = searchset(epilepsy("c-first", code={"text": "asthma"}), next_url=page2)
+    with responses.RequestsMock() as mocked:
+        mocked.get(page2, json=searchset(epilepsy("c-second")))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert [call.request.url for call in mocked.calls] == [page2]
+
+
+def test_fallback_search_follows_next_links(client: FlaskClient) -> None:
+    page2 = f"{FHIR}/Condition?patient={PATIENT_ID}&_getpages=abc&_page=2"
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock() as mocked:
+        mocked.get(page2, json=searchset(epilepsy("c-second")))
+        mocked.get(
+            f"{FHIR}/Condition?patient={PATIENT_ID}",
+            json=searchset(epilepsy("c-first", code={"text": "asthma"}), next_url=page2),
+        )
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert len(mocked.calls) == 2
+
+
+def test_pagination_is_capped(make_app: Any) -> None:
+    client = make_app(CDS_FHIR_MAX_PAGES="3").test_client()
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(
+            re.compile(rf"{re.escape(FHIR)}/Condition\?.*"),
+            json=searchset(next_url=f"{FHIR}/Condition?patient={PATIENT_ID}&_page=next"),
+        )
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["data-unavailable"]
+        assert "more than 3 pages" in response.get_json()["cards"][0]["detail"]
+        assert len(mocked.calls) == 3
+
+
+def test_next_link_to_another_host_is_not_followed(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(next_url="https://attacker.example.net/steal")
+    with responses.RequestsMock() as mocked:
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["data-unavailable"]
+        assert len(mocked.calls) == 0
+
+
+def test_server_down_for_everything_gives_412(client: FlaskClient) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/.*"), body=requests.ConnectionError("refused"))
+        response = client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
+    assert response.status_code == 412
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "prefetch.conditions" in outcome["issue"][0]["expression"]
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_no_prefetch_and_no_fhir_server_gives_412(client: FlaskClient) -> None:
+    response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order()))
+    assert response.status_code == 412
+    assert "no fhirServer" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_one_failed_query_still_evaluates_the_rest_and_says_what_was_not_checked(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(epilepsy())
+    del prefetch["renal"]
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Observation\?.*"), status=503)
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert "seizure-history" in topics(body)
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_missing_conditions_key_is_reported_in_a_data_unavailable_card(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), body=requests.ReadTimeout("slow"))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+    body = response.get_json()
+    assert topics(body) == ["data-unavailable"]
+    card = body["cards"][0]
+    assert card["indicator"] == "warning"
+    assert "history of seizures" in card["detail"]
+    assert "timed out" in card["detail"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_server_errors_are_named_without_the_token(client: FlaskClient, status: int) -> None:
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), status=status, json={"token": TOKEN})
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+    assert f"HTTP {status}" in response.get_json()["cards"][0]["detail"]
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_unrelated_order_never_reads_patient_data(client: FlaskClient) -> None:
+    with responses.RequestsMock() as mocked:
+        response = client.post(ORDER_SIGN, json=_with_server(order_sign(ibuprofen_order())))
+        assert response.get_json() == {"cards": []}
+        assert len(mocked.calls) == 0
+
+
+def test_draft_orders_are_never_read_back_from_the_server(client: FlaskClient) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        _serve_record(mocked)
+        client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
+        assert not [c for c in mocked.calls if "draft-amf" in c.request.url]
