@@ -66,7 +66,6 @@ class Settings:
     fhir_read_timeout: float = 4.0
     fhir_deadline: float = 6.0
     fhir_max_pages: int = 20
-    fhir_page_size: int = 100
     fhir_max_workers: int = 8
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
@@ -86,7 +85,6 @@ class Settings:
             fhir_read_timeout=_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
             fhir_deadline=_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
             fhir_max_pages=int(_number(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1)),
-            fhir_page_size=int(_number(env, "CDS_FHIR_PAGE_SIZE", 100, minimum=1)),
             fhir_max_workers=int(_number(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1)),
             weight_max_age_days=int(_number(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1)),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
