@@ -157,8 +157,8 @@ def preflight() -> str | None:
 
     cards_dir = None
     # The workers log the same start-up warnings moments later, in JSON; say nothing twice.
-    quiet = logging.getLogger("cds_service")
-    was_disabled, quiet.disabled = quiet.disabled, True
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         settings = Settings.from_env()
         cards_dir = settings.cards_dir
@@ -171,7 +171,7 @@ def preflight() -> str | None:
     except ConfigError as exc:
         return str(exc)
     finally:
-        quiet.disabled = was_disabled
+        logging.disable(previous)
     return None
 
 

@@ -118,7 +118,7 @@ ensure_base_image() {
 http_status() { # URL [curl args...] -> prints the status code, body in $WORK/body
     local url=$1
     shift
-    curl --silent --show-error --max-time 10 --output "$WORK/body" --write-out '%{http_code}' "$@" "$url" ||
+    curl --silent --max-time 10 --output "$WORK/body" --write-out '%{http_code}' "$@" "$url" 2>/dev/null ||
         echo 000
 }
 
@@ -146,10 +146,12 @@ main() {
     ensure_base_image
 
     log "building $IMAGE"
-    if podman build --quiet --isolation chroot --format docker --pull=never \
+    # --layers=false: no intermediate images (the builder stage) are left behind.
+    if podman build --quiet --layers=false --isolation chroot --format docker --pull=never \
         -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
         --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1; then
-        pass "image builds on the local Debian base ($((SECONDS - started)) s so far)"
+        pass "image builds on the local Debian base ($(podman image inspect --format '{{.Size}}' "$IMAGE" |
+            awk '{printf "%.0f MB", $1 / 1e6}'), $((SECONDS - started)) s so far)"
     else
         tail -n 40 "$WORK/build.log" >&2
         fail "image builds on the local Debian base"
