@@ -1,0 +1,238 @@
+"""``--explain``: for each rule, what data it looked at, what it computed and why it fired or not.
+
+Built from the pipeline's Outcome: the data each prefetch key held (or why it could not be had), the
+resources by id and date, the notes the rules wrote while they ran (dose arithmetic, CrCl, NAT2
+phenotype, weight used...) and the cards. Which rule produced which card is found by running each rule
+again on the same record: rules are pure functions, so the second run sees exactly what the first saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from cds_service import pipeline
+from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.integration.offline import Evaluation
+from cds_service.knowledge.classify import AMIFAMPRIDINE
+from cds_service.knowledge.loader import Knowledge
+from cds_service.record import Order, bundle_resources, concept_text
+from cds_service.rules import RULES
+from cds_service.rules.base import Options, RuleContext
+
+_DATE_FIELDS = (
+    "effectiveDateTime",
+    "issued",
+    "onsetDateTime",
+    "recordedDate",
+    "authoredOn",
+    "dateWritten",
+    "birthDate",
+)
+
+
+def resource_date(resource: Mapping[str, Any]) -> str | None:
+    for name in _DATE_FIELDS:
+        value = resource.get(name)
+        if isinstance(value, str):
+            return value
+    period = resource.get("effectivePeriod") or resource.get("onsetPeriod")
+    if isinstance(period, Mapping) and isinstance(period.get("start"), str):
+        return period["start"]
+    return None
+
+
+def _value(resource: Mapping[str, Any]) -> str | None:
+    quantity = resource.get("valueQuantity")
+    if isinstance(quantity, Mapping) and "value" in quantity:
+        return f"{quantity.get('value')} {quantity.get('unit') or quantity.get('code') or ''}".strip()
+    concept = resource.get("valueCodeableConcept")
+    if isinstance(concept, Mapping):
+        return concept_text(resource, "valueCodeableConcept")
+    if isinstance(resource.get("valueString"), str):
+        return resource["valueString"]
+    return None
+
+
+def describe_resource(resource: Mapping[str, Any]) -> dict[str, Any]:
+    kind = str(resource.get("resourceType"))
+    item: dict[str, Any] = {"ref": f"{kind}/{resource.get('id', '?')}", "date": resource_date(resource)}
+    if kind == "Patient":
+        item["what"] = (
+            f"born {resource.get('birthDate', 'unknown')}, {resource.get('gender', 'gender unknown')}"
+        )
+    elif kind in {"MedicationRequest", "MedicationOrder"}:
+        concept = "medicationCodeableConcept" if "medicationCodeableConcept" in resource else "medication"
+        item["what"] = f"{concept_text(resource, concept)} ({resource.get('status', 'no status')})"
+    else:
+        item["what"] = concept_text(resource)
+        value = _value(resource)
+        if value:
+            item["what"] += f" = {value}"
+    return item
+
+
+def _order(order: Order) -> dict[str, Any]:
+    return {"ref": order.reference, "name": order.name, "classes": sorted(order.classes)}
+
+
+def _data(outcome: pipeline.Outcome) -> dict[str, Any]:
+    data = outcome.data
+    if data is None:
+        return {}
+    sections: dict[str, Any] = {}
+    for key in PREFETCH_KEYS:
+        if key in data.unavailable:
+            sections[key] = {"source": "unavailable", "why": data.unavailable[key], "resources": []}
+        elif key in data.values:
+            value = data.values[key]
+            sections[key] = {
+                "source": "FHIR server" if key in data.fetched else "prefetch",
+                "resources": [describe_resource(r) for r in bundle_resources(value)],
+            }
+    return sections
+
+
+def _fired_topics(evaluation: Evaluation, knowledge: Knowledge, today: date, options: Options) -> dict:
+    """Rule name -> topics of the findings it gives on this record (re-run: rules are pure)."""
+    outcome = evaluation.outcome
+    if outcome.record is None or not outcome.findings:
+        return {}
+    in_question, drafts = pipeline.classify_drafts(evaluation.call, knowledge)
+    topics: dict[str, list[str]] = {}
+    for spec in RULES:
+        if any(key in outcome.record.unavailable for key in spec.needs):
+            continue
+        ctx = RuleContext(
+            record=outcome.record,
+            orders=in_question,
+            drafts=drafts,
+            knowledge=knowledge,
+            today=today,
+            options=options,
+        )
+        topics[spec.name] = [finding.topic for finding in spec.run(ctx)]
+    return topics
+
+
+def _rules_ran(outcome: pipeline.Outcome, in_question: Iterable[Order]) -> bool:
+    # The pipeline stops before the rules when amifampridine is neither ordered nor taken (and the
+    # medication list is known); the same test here, so the explanation says so rather than "did not fire".
+    if outcome.record is None or outcome.data is None:
+        return False
+    return (
+        any(order.is_(AMIFAMPRIDINE) for order in in_question)
+        or any(order.is_(AMIFAMPRIDINE) for order in outcome.record.current_orders)
+        or "medications" in outcome.data.unavailable
+    )
+
+
+def explanation(
+    evaluation: Evaluation, knowledge: Knowledge, *, today: date, options: Options | None = None
+) -> dict[str, Any]:
+    """A JSON-able account of one evaluation (what ``--explain`` prints, and ``--json --explain`` emits)."""
+    outcome = evaluation.outcome
+    options = options or Options()
+    in_question, _ = pipeline.classify_drafts(evaluation.call, knowledge)
+    result: dict[str, Any] = {
+        "service": evaluation.call.service.id,
+        "today": today.isoformat(),
+        "orders": [_order(o) for o in outcome.orders],
+        "ordersInQuestion": [o.reference for o in in_question],
+    }
+    if outcome.data is None:
+        result["verdict"] = (
+            "no order in question is amifampridine or a drug that interacts with it: "
+            "nothing was checked and no patient data was read"
+        )
+        result["rules"] = []
+        return result
+    result["data"] = _data(outcome)
+    if outcome.record is not None:
+        result["currentOrders"] = [_order(o) for o in outcome.record.current_orders]
+        result["skipped"] = list(outcome.record.skipped)
+    notes: dict[str, list[str]] = {}
+    for rule, text in outcome.notes:
+        notes.setdefault(rule, []).append(text)
+    fired = _fired_topics(evaluation, knowledge, today, options)
+    rules_ran = _rules_ran(outcome, in_question)
+    rules = []
+    for spec in RULES:
+        missing = [key for key in spec.needs if outcome.record and key in outcome.record.unavailable]
+        if not rules_ran:
+            status = "not run: no amifampridine in the orders in question or the current medications"
+        elif missing:
+            status = f"not run: {', '.join(missing)} unavailable"
+        elif fired.get(spec.name):
+            status = "fired: " + ", ".join(fired[spec.name])
+        else:
+            status = "did not fire"
+        rules.append(
+            {
+                "rule": spec.name,
+                "check": spec.check,
+                "reads": list(spec.needs),
+                "status": status,
+                "notes": notes.pop(spec.name, []),
+            }
+        )
+    result["rules"] = rules
+    # Notes from the engine or from helpers that are not a rule of their own.
+    result["otherNotes"] = [f"{rule}: {text}" for rule, texts in notes.items() for text in texts]
+    result["cards"] = [
+        {"indicator": c["indicator"], "topic": c["source"]["topic"]["code"], "summary": c["summary"]}
+        for c in outcome.cards
+    ]
+    return result
+
+
+def _lines(resources: Iterable[Mapping[str, Any]], limit: int = 12) -> list[str]:
+    items = list(resources)
+    lines = [f"{r['ref']}  {r['date'] or 'no date'}  {r['what']}" for r in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more")
+    return lines
+
+
+def print_explanation(result: Mapping[str, Any], console: Console) -> None:
+    console.print(Text("Explanation", style="bold underline"))
+    console.print(Text(f"service {result['service']}, evaluated as of {result['today']}"))
+    console.print(Text("Orders in the hook context:", style="bold"))
+    for order in result["orders"]:
+        marker = "*" if order["ref"] in result["ordersInQuestion"] else " "
+        classes = ", ".join(order["classes"]) or "unrelated to amifampridine"
+        console.print(Text(f" {marker} {order['ref']}  {order['name']}  [{classes}]"))
+    if "verdict" in result:
+        console.print(Text(result["verdict"], style="green"))
+        return
+    console.print(Text("Patient data:", style="bold"))
+    for key, section in result.get("data", {}).items():
+        if section["source"] == "unavailable":
+            console.print(Text(f"  {key}: UNAVAILABLE - {section['why']}", style="yellow"))
+            continue
+        console.print(Text(f"  {key} (from {section['source']}): {len(section['resources'])} resource(s)"))
+        for line in _lines(section["resources"]):
+            console.print(Text(f"      {line}", style="dim"))
+    if result.get("currentOrders"):
+        console.print(Text("Current medication orders:", style="bold"))
+        for order in result["currentOrders"]:
+            classes = ", ".join(order["classes"]) or "unrelated"
+            console.print(Text(f"    {order['ref']}  {order['name']}  [{classes}]"))
+    for skipped in result.get("skipped") or []:
+        console.print(Text(f"  skipped {skipped}", style="yellow"))
+    console.print(Text("Rules:", style="bold"))
+    for rule in result["rules"]:
+        status = rule["status"]
+        style = "red" if status.startswith("fired") else "yellow" if status.startswith("not run") else ""
+        line = Text(f"  {rule['rule']}", style="bold")
+        line.append(f" (reads {', '.join(rule['reads'])}): ")
+        line.append(status, style=style)
+        console.print(line)
+        for note in rule["notes"]:
+            console.print(Text(f"      - {note}"))
+    for note in result.get("otherNotes") or []:
+        console.print(Text(f"  {note}", style="dim"))
