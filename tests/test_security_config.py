@@ -14,6 +14,8 @@ from cds_service.security.config import DEFAULT_ALGORITHMS, SecuritySettings, lo
 from cds_service.security.fhir_allowlist import fhir_server_problem, normalize_base_url
 from cds_service.security.replay import DatabaseReplayCache, MemoryReplayCache, jwt_replay, make_replay_cache
 
+pytest_plugins = ["conftest_postgres"]  # database_url: SQLite, and PostgreSQL with CDS_TEST_POSTGRES=1
+
 SANDBOX_JWKS = Path(__file__).resolve().parents[2] / "shared/cds-hooks/cds-hooks-sandbox/jwks.json"
 
 
@@ -181,8 +183,8 @@ def test_memory_replay_cache_forgets_after_expiry():
     assert cache.check_and_store(ISS, "a", 1200) is True  # the old token has expired anyway
 
 
-def test_database_replay_cache_is_shared_between_instances(tmp_path):
-    url = f"sqlite:///{tmp_path / 'replay.sqlite3'}"
+def test_database_replay_cache_is_shared_between_instances(database_url):
+    url = database_url
     clock = Clock()
     first = DatabaseReplayCache(create_engine(url), clock=clock, purge_every=1)
     second = DatabaseReplayCache(create_engine(url), clock=clock, purge_every=1)
@@ -202,3 +204,11 @@ def test_replay_cache_choice(tmp_path):
     assert isinstance(make_replay_cache("database", f"sqlite:///{tmp_path / 'x.db'}"), DatabaseReplayCache)
     with pytest.raises(ConfigError, match="CDS_DATABASE_URL"):
         make_replay_cache("database", None)
+
+
+def test_auto_shares_the_cache_only_through_postgresql(database_url):
+    cache = make_replay_cache("auto", database_url)
+    expected = DatabaseReplayCache if database_url.startswith("postgresql") else MemoryReplayCache
+    assert isinstance(cache, expected)
+    assert cache.check_and_store(ISS, "once", 4e9) is True
+    assert cache.check_and_store(ISS, "once", 4e9) is False
