@@ -359,3 +359,20 @@ def test_a_forked_worker_writes_with_its_own_connections(store: AuditStore) -> N
     report = store.report()
     assert row_for(report, "dose-cap", "critical")["cardsShown"] == 1
     assert row_for(report, "seizure-history")["cardsShown"] == 1
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(
+    tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{closed_port}/nothing"
+    store = AuditStore(StorageConfig(database_url=url, data_dir=tmp_path, queue_size=5), rule_version="t")
+    before = AUDIT_WRITE_FAILURES._value.get()
+    caplog.set_level(logging.ERROR)
+    started = time.perf_counter()
+    for _ in range(50):
+        issue(store, card("seizure-history"))
+    assert time.perf_counter() - started < 0.5
+    assert store.pending() <= 6  # 5 queued, at most one batch being retried
+    assert AUDIT_WRITE_FAILURES._value.get() - before >= 44
+    assert caplog.text.count("audit queue full") == 1  # rate-limited, not one line per record
+    store.close(timeout=0.5)

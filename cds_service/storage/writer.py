@@ -29,6 +29,7 @@ log = logging.getLogger("cds_service.storage")
 Job = Callable[[Connection], Any]
 _BATCH = 200
 _PERMANENT_ATTEMPTS = 5
+_DROP_LOG_INTERVAL = 10.0  # seconds
 
 
 class BackgroundWriter:
@@ -50,8 +51,8 @@ class BackgroundWriter:
         self._abandon = threading.Event()  # close() timed out: stop retrying
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.dropped = 0
+        self._last_drop_log = 0.0
         # gunicorn --preload forks after the app (and maybe a pooled connection) exists: the child must
         # neither share the parent's connections nor wait for the parent's thread.
         os.register_at_fork(after_in_child=functools.partial(_reset_in_child, weakref.ref(self)))
@@ -102,7 +103,6 @@ class BackgroundWriter:
     # -- worker side -------------------------------------------------------------------------------
     def _after_fork(self) -> None:
         self._engine.dispose(close=False)
-        self._pid = os.getpid()
         self._thread = None
         self._lock = threading.Lock()
         self._queue = queue.Queue(maxsize=self._queue.maxsize)  # the parent's queued records stay there
@@ -184,7 +184,11 @@ class BackgroundWriter:
     def _count_drop(self, message: str) -> None:
         self.dropped += 1
         AUDIT_WRITE_FAILURES.inc()
-        log.error(message)
+        # A full queue under load would log once per request: one line per interval is enough.
+        now = time.monotonic()
+        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
+            self._last_drop_log = now
+            log.error("%s (%d dropped so far by this process)", message, self.dropped)
 
 
 def _reset_in_child(ref: weakref.ref[BackgroundWriter]) -> None:
