@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
-from cds_service import metrics
 from cds_service.config import ConfigError, Settings
 from cds_service.protocol.errors import CdsError, operation_outcome
 from cds_service.security.config import SecuritySettings, TrustedClient, load_trusted_clients
@@ -102,6 +101,8 @@ def _authenticate() -> Response | None:
             request.headers.get("Authorization"), base + request.path
         )
     except AuthError as exc:
+        from cds_service import metrics  # late: the gunicorn master must not load metrics (cli imports us)
+
         metrics.JWT_FAILURES.labels(reason=exc.reason).inc()
         log.warning(
             "JWT rejected: check=%s iss=%s kid=%s jti=%s path=%s",
