@@ -408,4 +408,13 @@ def test_fast_enough_for_the_hot_path() -> None:
     for _ in range(n):
         compute_dose(request)
     per_call = (time.perf_counter() - start) / n
-    assert per_call < 0.002, f"{per_call * 1e6:.0f} µs per call"  # generous; measured ~40 µs
+    # generous: measured 0.1-0.4 ms per call on the 2-core build machine while it ran other test suites
+    assert per_call < 0.005, f"{per_call * 1e6:.0f} µs per call"
+
+
+@pytest.mark.parametrize("text", ["1 mg " * 20000, "1-" * 50000, "b.i." * 25000, "every 1 " * 12000])
+def test_long_hostile_text_is_cheap(text: str) -> None:
+    start = time.perf_counter()
+    result = compute_dose(mr({"text": text}))
+    assert time.perf_counter() - start < 0.5
+    assert result.reason in REASONS or result.ok

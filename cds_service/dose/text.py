@@ -58,6 +58,8 @@ _DAILY = re.compile(
 )
 _WEEKLY = re.compile(r"\b(?:weekly|once\s+a\s+week|every\s+week)\b")
 _NUMBER_WORDS = {"once": 1, "twice": 2, "thrice": 3}
+# Dosage texts are a line or two; reading only this much bounds the cost of hostile or pasted input.
+MAX_TEXT = 2000
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,9 @@ def _frequency(t: str, notes: list[str]) -> Frequency | None:
 def read(text: str) -> TextReading:
     """Everything the text says about amount, frequency, as-needed use and a daily maximum."""
     notes: list[str] = []
-    t = normalise(text)
+    if len(text) > MAX_TEXT:
+        notes.append(f"only the first {MAX_TEXT} characters of the instruction text were read")
+    t = normalise(text[:MAX_TEXT])
     max_per_day = None
     m = _MAX.search(t)
     if m:
