@@ -25,6 +25,21 @@ def order_sign_with_seizure_history(patient_id: str = "storage-test-patient") ->
             "coding": [{"system": "http://www.whocc.no/atc", "code": "N07XX05", "display": "amifampridine"}],
             "text": "Firdapse 10 mg tablet",
         },
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": 5,
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
     }
     epilepsy = {
         "resourceType": "Condition",
@@ -60,6 +75,12 @@ def order_sign_with_seizure_history(patient_id: str = "storage-test-patient") ->
             "nat2": _bundle(),
         },
     }
+
+
+def seizure_card(response_cards: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seizure-history card among the cards of one response (other rules may add more cards)."""
+    [card] = [c for c in response_cards if c["source"]["topic"]["code"] == SEIZURE_TOPIC]
+    return card
 
 
 def accepted(card: str, suggestions: tuple[str, ...] = ("suggestion-1",), when: str | None = None) -> dict:
