@@ -180,7 +180,9 @@ def _request_fields(log_probes: bool) -> dict[str, Any]:
 def _record_metrics(fields: Mapping[str, Any], status: int, seconds: float) -> None:
     from cds_service import metrics
 
-    service = fields.get("service") or _label(request.endpoint, "unmatched")
+    # Outside hook calls, the view's name (blueprint prefix dropped): a fixed, small set of labels.
+    endpoint = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else None
+    service = fields.get("service") or _label(endpoint, "unmatched")
     metrics.REQUESTS.labels(service=service, status=str(status)).inc()
     metrics.REQUEST_LATENCY.labels(service=service, status=str(status)).observe(seconds)
 
