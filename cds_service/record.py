@@ -141,6 +141,11 @@ class PatientRecord:
         except (ValueError, IndexError):
             return None
 
+    def age_on(self, day: date) -> int | None:
+        """Age in whole years on ``day`` (None without a birth date)."""
+        birth = self.birth_date()
+        return None if birth is None else age_in_years(birth, day)
+
     def gender(self) -> str | None:
         value = (self.patient or {}).get("gender")
         return value if isinstance(value, str) else None
@@ -214,3 +219,60 @@ def build_record(
         observations=observations,
         unavailable=dict(unavailable or {}),
     )
+
+
+# ---------------------------------------------------------------- helpers the rules share
+# Cheap, dictionary-level readings of dates and quantities; no model validation here.
+
+
+def parse_date(value: Any) -> date | None:
+    """The calendar day of a FHIR date or dateTime (partial dates give their first day)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    parts = value[:10].split("-")
+    try:
+        return date(
+            int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+def age_in_years(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def effective_date(observation: Mapping[str, Any]) -> date | None:
+    """When an observation was true: effective[x] (a period's end), else issued."""
+    period = observation.get("effectivePeriod")
+    candidates = [
+        observation.get("effectiveDateTime"),
+        observation.get("effectiveInstant"),
+        period.get("end") or period.get("start") if isinstance(period, Mapping) else None,
+        observation.get("issued"),
+    ]
+    for candidate in candidates:
+        day = parse_date(candidate)
+        if day is not None:
+            return day
+    return None
+
+
+def has_code(resource: Mapping[str, Any], matcher: Any, element: str = "code") -> bool:
+    """Whether any coding of ``element`` is in the value set compiled into ``matcher``."""
+    return any(matcher.matches_coding(coding) for coding in codings(resource, element))
+
+
+def latest(resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Observations newest first (undated ones last)."""
+    return sorted(resources, key=lambda r: effective_date(r) or date.min, reverse=True)
+
+
+def current_condition(condition: Mapping[str, Any]) -> bool:
+    """Active, recurring or relapsed (or status not recorded) and not refuted: a present problem."""
+    if is_refuted(condition):
+        return False
+    if condition.get("abatementDateTime") or condition.get("abatementPeriod"):
+        status = coded(condition, "clinicalStatus")
+        return status in {"active", "recurrence", "relapse"}
+    return coded(condition, "clinicalStatus") not in {"inactive", "resolved", "remission"}

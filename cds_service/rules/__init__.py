@@ -11,8 +11,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.rules.age import age_not_established
+from cds_service.rules.allergy import aminopyridine_hypersensitivity
 from cds_service.rules.base import Finding, Rule, RuleContext
+from cds_service.rules.dosing import (
+    dose_daily_max,
+    dose_single_max,
+    dose_unverifiable,
+    starting_dose,
+    titration_step,
+)
+from cds_service.rules.hepatic import hepatic_impairment
+from cds_service.rules.interactions import aminopyridine_duplicate, cholinergic_drug, seizure_threshold_drug
+from cds_service.rules.nat2 import nat2_poor_metabolizer
+from cds_service.rules.renal import renal_impairment
 from cds_service.rules.seizure import seizure_history
+from cds_service.rules.weight import weight_needed
 
 
 @dataclass(frozen=True)
@@ -23,8 +37,39 @@ class RuleSpec:
     run: Rule
 
 
+# Dose rules read the patient and weight when they are there and fall back to the adult row (checking
+# only what is certainly too high) when they are not; weight-needed says what that leaves unchecked.
 RULES: tuple[RuleSpec, ...] = (
     RuleSpec("seizure-history", "history of seizures", ("conditions",), seizure_history),
+    RuleSpec(
+        "aminopyridine-hypersensitivity",
+        "aminopyridine allergy",
+        ("allergies",),
+        aminopyridine_hypersensitivity,
+    ),
+    RuleSpec("age-not-established", "minimum age (6 years)", ("patient",), age_not_established),
+    RuleSpec(
+        "seizure-threshold-drug",
+        "co-medication that lowers the seizure threshold",
+        ("medications",),
+        seizure_threshold_drug,
+    ),
+    RuleSpec("cholinergic-drug", "cholinergic co-medication", ("medications",), cholinergic_drug),
+    RuleSpec(
+        "aminopyridine-duplicate",
+        "duplicate aminopyridine therapy",
+        ("medications",),
+        aminopyridine_duplicate,
+    ),
+    RuleSpec("nat2-poor-metabolizer", "NAT2 poor metabolizer status", ("nat2",), nat2_poor_metabolizer),
+    RuleSpec("renal-impairment", "renal impairment", ("renal",), renal_impairment),
+    RuleSpec("hepatic-impairment", "hepatic impairment", ("conditions",), hepatic_impairment),
+    RuleSpec("dose-unverifiable", "dose arithmetic", (), dose_unverifiable),
+    RuleSpec("dose-single-max", "maximum single dose", (), dose_single_max),
+    RuleSpec("dose-daily-max", "maximum daily dose", (), dose_daily_max),
+    RuleSpec("starting-dose", "starting dose of a new start", ("medications",), starting_dose),
+    RuleSpec("titration-step", "titration step", ("medications",), titration_step),
+    RuleSpec("weight-needed", "weight-based dose caps for children", ("patient", "weight"), weight_needed),
 )
 
 

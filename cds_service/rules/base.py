@@ -62,6 +62,8 @@ class RuleContext:
     today: date
     options: Options = field(default_factory=Options)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # Readings several rules share (dose of an order, renal status, ...), computed once per call.
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def note(self, rule: str, text: str) -> None:
         self.notes.append((rule, text))
@@ -72,6 +74,12 @@ class RuleContext:
 
     def current_amifampridine(self) -> list[Order]:
         return [order for order in self.record.current_orders if order.is_(AMIFAMPRIDINE)]
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per call for ``key``; later rules reuse the answer."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
 
 Rule = Callable[[RuleContext], list[Finding]]

@@ -1,0 +1,37 @@
+"""Age under 6 years at the order date: safety and effectiveness not established (label §1, §8.4)."""
+
+from __future__ import annotations
+
+from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.patient import order_date, table
+
+TOPIC = "age-not-established"
+
+
+def age_not_established(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    minimum = table(ctx).minimum_age_years
+    for order in ctx.amifampridine_orders():
+        on = order_date(ctx, order)
+        age = ctx.record.age_on(on)
+        if age is None:
+            ctx.note(TOPIC, "no birth date: the minimum age could not be checked")
+            continue
+        if age >= minimum:
+            ctx.note(TOPIC, f"age {age} at {on.isoformat()}: at or above {minimum}")
+            continue
+        birth = ctx.record.birth_date()
+        findings.append(
+            Finding(
+                topic=TOPIC,
+                params={
+                    "drug": order.name,
+                    "age": age,
+                    "minimum_age": minimum,
+                    "birth_date": birth.isoformat() if birth else "unknown",
+                    "order_date": on.isoformat(),
+                },
+                order=order,
+            )
+        )
+    return findings

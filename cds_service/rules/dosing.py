@@ -1,0 +1,199 @@
+"""Dose checks against label Table 1 (§2.1), with the caps of the pinned label version.
+
+- ``dose-unverifiable``: the dose or frequency of the order cannot be worked out;
+- ``dose-single-max`` / ``dose-daily-max`` (critical): above the row's caps, with an update to the
+  capped dose;
+- ``starting-dose``: a new start above the initial range, unless a lowest-start card speaks for it;
+- ``titration-step``: the daily dose rises more than one step over the current order.
+
+A child whose weight is unknown is checked against the adult row (only what is certainly too high);
+the weight-needed card says what the under-45 kg row would mean.
+"""
+
+from __future__ import annotations
+
+from cds_service.dose import DoseResult
+from cds_service.record import Order
+from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.dose_table import Regimen
+from cds_service.rules.hepatic import liver_conditions
+from cds_service.rules.nat2 import POOR, nat2_status
+from cds_service.rules.patient import (
+    band_for,
+    dose_of,
+    fmt_mg,
+    is_new_start,
+    order_date,
+    previous_order,
+    table,
+)
+from cds_service.rules.renal import ESRD, IMPAIRED, renal_status
+from cds_service.rules.suggest import capped_regimen, regimen_words, update_suggestion
+
+_EPSILON = 1e-9
+
+
+def _assumptions(dose: DoseResult) -> str:
+    if not dose.assumptions:
+        return ""
+    return " Assumed: " + "; ".join(dose.assumptions) + "."
+
+
+def _common(ctx: RuleContext, order: Order, dose: DoseResult) -> dict[str, object]:
+    band = band_for(ctx, order)
+    return {
+        "drug": order.name,
+        "mg_per_dose": fmt_mg(dose.mg_per_dose or 0),
+        "mg_per_day": fmt_mg(dose.mg_per_day or 0),
+        "arithmetic": dose.arithmetic + _assumptions(dose),
+        "patient": band.describe(),
+        "row": band.row.words,
+        "label_version": table(ctx).label,
+    }
+
+
+def _computed(ctx: RuleContext) -> list[tuple[Order, DoseResult]]:
+    pairs = []
+    for order in ctx.amifampridine_orders():
+        dose = dose_of(ctx, order)
+        if dose.ok and dose.mg_per_dose is not None and dose.mg_per_day is not None:
+            pairs.append((order, dose))
+    return pairs
+
+
+def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order in ctx.amifampridine_orders():
+        dose = dose_of(ctx, order)
+        if dose.ok:
+            ctx.note("dose", f"{order.reference}: {dose.arithmetic}")
+            continue
+        ctx.note("dose-unverifiable", f"{order.reference}: {dose.reason}")
+        row = band_for(ctx, order).row
+        findings.append(
+            Finding(
+                topic="dose-unverifiable",
+                params={
+                    "drug": order.name,
+                    "reason": dose.reason_text or dose.reason or "unknown",
+                    "max_single": fmt_mg(row.max_single_mg),
+                    "max_daily": fmt_mg(row.max_daily_mg),
+                    "row": row.words,
+                },
+                order=order,
+            )
+        )
+    return findings
+
+
+def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple:
+    row = band_for(ctx, order).row
+    regimen = capped_regimen(
+        dose.mg_per_dose or 0,
+        dose.doses_per_day or 1,
+        row.max_single_mg,
+        row.max_daily_mg,
+        row.rounding_mg,
+    )
+    if regimen is None:
+        return ()
+    return (update_suggestion(ctx, order, regimen, f"Reduce to {regimen_words(regimen)}"),)
+
+
+def dose_single_max(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order, dose in _computed(ctx):
+        row = band_for(ctx, order).row
+        if (dose.mg_per_dose or 0) <= row.max_single_mg + _EPSILON:
+            continue
+        params = _common(ctx, order, dose) | {"cap": fmt_mg(row.max_single_mg)}
+        findings.append(
+            Finding("dose-single-max", params, order=order, suggestions=_cap_suggestion(ctx, order, dose))
+        )
+    return findings
+
+
+def dose_daily_max(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order, dose in _computed(ctx):
+        row = band_for(ctx, order).row
+        if (dose.mg_per_day or 0) <= row.max_daily_mg + _EPSILON:
+            continue
+        params = _common(ctx, order, dose) | {"cap": fmt_mg(row.max_daily_mg)}
+        findings.append(
+            Finding("dose-daily-max", params, order=order, suggestions=_cap_suggestion(ctx, order, dose))
+        )
+    return findings
+
+
+def lowest_start_reasons(ctx: RuleContext, order: Order) -> list[str]:
+    """The conditions whose own cards carry the lowest initial dose for this order."""
+    reasons = []
+    if renal_status(ctx, order_date(ctx, order)).level in {ESRD, IMPAIRED}:
+        reasons.append("renal impairment")
+    if liver_conditions(ctx):
+        reasons.append("hepatic impairment")
+    nat2 = nat2_status(ctx)
+    if nat2 is not None and nat2.phenotype == POOR:
+        reasons.append("NAT2 poor metabolizer")
+    return reasons
+
+
+def starting_dose(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order, dose in _computed(ctx):
+        if not is_new_start(ctx, order):
+            continue
+        row = band_for(ctx, order).row
+        if (dose.mg_per_day or 0) <= row.initial_high_mg + _EPSILON:
+            continue
+        reasons = lowest_start_reasons(ctx, order)
+        if reasons:
+            ctx.note(
+                "starting-dose", f"left to the {', '.join(reasons)} card(s), which carry the lowest start"
+            )
+            continue
+        target: Regimen = row.initial_high
+        params = _common(ctx, order, dose) | {
+            "initial_low": fmt_mg(row.initial_low_mg),
+            "initial_high": fmt_mg(row.initial_high_mg),
+            "step": fmt_mg(row.titration_step_mg),
+        }
+        label = f"Start within the initial range: {regimen_words(target)}"
+        findings.append(
+            Finding(
+                "starting-dose",
+                params,
+                order=order,
+                suggestions=(update_suggestion(ctx, order, target, label),),
+            )
+        )
+    return findings
+
+
+def titration_step(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order, dose in _computed(ctx):
+        previous = previous_order(ctx, order)
+        if previous is None:
+            continue
+        before = dose_of(ctx, previous)
+        if not before.ok or before.mg_per_day is None:
+            ctx.note("titration-step", f"{previous.reference}: current dose unknown ({before.reason})")
+            continue
+        row = band_for(ctx, order).row
+        rise = (dose.mg_per_day or 0) - before.mg_per_day
+        if rise <= row.titration_step_mg + _EPSILON:
+            ctx.note("titration-step", f"rise {fmt_mg(rise)} mg/day within {fmt_mg(row.titration_step_mg)}")
+            continue
+        params = _common(ctx, order, dose) | {
+            "previous": previous.name,
+            "previous_reference": previous.reference,
+            "previous_mg_per_day": fmt_mg(before.mg_per_day),
+            "previous_arithmetic": before.arithmetic,
+            "rise": fmt_mg(rise),
+            "step": fmt_mg(row.titration_step_mg),
+            "target": fmt_mg(before.mg_per_day + row.titration_step_mg),
+        }
+        findings.append(Finding("titration-step", params, order=order))
+    return findings

@@ -1,0 +1,187 @@
+"""Renal impairment (label §2.2, §8.6).
+
+Creatinine clearance comes, in order of preference, from a measured clearance (LOINC 2164-2), from
+Cockcroft-Gault on the latest serum creatinine (2160-0) with age, weight and sex, or from an eGFR named
+as a stand-in (the label speaks of CLcr, not eGFR). Kidney conditions count too. CLcr 15-90 mL/min or
+a kidney condition: warning, lowest initial dose on a new start. CLcr below 15, ESRD or dialysis:
+critical, because the label makes no dose recommendation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.record import concept_text, current_condition, effective_date, has_code, latest
+from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.lowest_start import StartAdvice, lowest_start_advice
+from cds_service.rules.patient import dose_of, fmt_mg, latest_weight, order_date, table
+
+TOPIC = "renal-impairment"
+LOINC = "http://loinc.org"
+CLEARANCE = "2164-2"
+SERUM_CREATININE = "2160-0"
+_UMOL_PER_MG_DL = 88.4
+ESRD = "esrd"
+IMPAIRED = "impaired"
+NORMAL = "normal"
+
+
+@dataclass(frozen=True)
+class RenalStatus:
+    level: str | None  # esrd | impaired | normal | None (nothing to judge on)
+    crcl: float | None  # mL/min (or mL/min/1.73 m2 when an eGFR stands in)
+    how: str  # how the figure was obtained, in words, with dates
+    conditions: tuple[str, ...]
+    end_stage_conditions: tuple[str, ...]
+
+
+def _value(observation: Mapping[str, Any]) -> tuple[float, str] | None:
+    quantity = observation.get("valueQuantity")
+    if not isinstance(quantity, Mapping):
+        return None
+    value = quantity.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value), str(quantity.get("code") or quantity.get("unit") or "").strip()
+
+
+def _is(observation: Mapping[str, Any], code: str) -> bool:
+    return any(
+        c.get("system") == LOINC and c.get("code") == code
+        for c in (observation.get("code") or {}).get("coding") or []
+    )
+
+
+def _when(observation: Mapping[str, Any]) -> str:
+    day = effective_date(observation)
+    return f"on {day.isoformat()}" if day else "date not recorded"
+
+
+def _creatinine_mg_dl(value: float, unit: str) -> float | None:
+    unit = unit.lower().replace("µ", "u").replace("μ", "u")
+    if unit in {"mg/dl", "mg/100ml"}:
+        return value
+    if unit in {"umol/l", "umol/liter"}:
+        return value / _UMOL_PER_MG_DL
+    return None
+
+
+def _cockcroft_gault(ctx: RuleContext, observation: Mapping[str, Any], on: Any) -> tuple[float, str] | None:
+    reading = _value(observation)
+    if reading is None:
+        return None
+    scr = _creatinine_mg_dl(*reading)
+    age = ctx.record.age_on(on)
+    weight = latest_weight(ctx)
+    if scr is None or age is None or weight is None or age < 18:
+        ctx.note(
+            TOPIC,
+            "serum creatinine present, but Cockcroft-Gault needs an adult's age and weight "
+            "and a mg/dL or umol/L unit",
+        )
+        return None
+    sex = ctx.record.gender()
+    crcl = (140 - age) * weight.kg / (72 * scr)
+    if sex != "male":
+        # Female, or sex not recorded: the 0.85 factor gives the lower (safer) estimate.
+        crcl *= 0.85
+    sex_words = sex if sex in {"male", "female"} else "sex not recorded, female factor used"
+    how = (
+        f"estimated by Cockcroft-Gault: (140 − {age} years) × {weight.describe()} "
+        f"/ (72 × serum creatinine {scr:.2f} mg/dL {_when(observation)})"
+        f"{' × 0.85' if sex != 'male' else ''} ({sex_words})"
+    )
+    return crcl, how
+
+
+def _measured(ctx: RuleContext, on: Any) -> tuple[float, str] | None:
+    matcher = ctx.knowledge.valueset("renal-function-observations")
+    renal = latest(o for o in ctx.record.observations if has_code(o, matcher))
+    for observation in renal:
+        if _is(observation, CLEARANCE) and (reading := _value(observation)):
+            return reading[0], f"measured creatinine clearance (LOINC {CLEARANCE}) {_when(observation)}"
+    for observation in renal:
+        if _is(observation, SERUM_CREATININE):
+            estimate = _cockcroft_gault(ctx, observation, on)
+            if estimate:
+                return estimate
+            break
+    for observation in renal:
+        if not (_is(observation, CLEARANCE) or _is(observation, SERUM_CREATININE)) and (
+            reading := _value(observation)
+        ):
+            name = concept_text(observation)
+            return reading[0], (
+                f"eGFR used as a stand-in for creatinine clearance: {name} "
+                f"{fmt_mg(reading[0])} {reading[1] or 'mL/min/1.73m2'} {_when(observation)} "
+                "(the label's thresholds are for Cockcroft-Gault creatinine clearance)"
+            )
+    return None
+
+
+def renal_status(ctx: RuleContext, on: Any) -> RenalStatus:
+    def compute() -> RenalStatus:
+        limits = table(ctx)
+        kidney = ctx.knowledge.valueset("kidney-conditions")
+        end_stage = ctx.knowledge.valueset("end-stage-renal-disease")
+        present = [c for c in ctx.record.conditions if current_condition(c)]
+        kidney_conditions = ctx.record.validated(
+            c for c in present if has_code(c, kidney) or has_code(c, end_stage)
+        )
+        esrd_conditions = [c for c in kidney_conditions if has_code(c, end_stage)]
+        measured = _measured(ctx, on) if "renal" not in ctx.record.unavailable else None
+        crcl, how = (
+            measured if measured else (None, "no creatinine clearance, serum creatinine or eGFR on record")
+        )
+        if esrd_conditions or (crcl is not None and crcl < limits.renal_end_stage_below):
+            level: str | None = ESRD
+        elif kidney_conditions or (crcl is not None and crcl <= limits.renal_impaired_up_to):
+            level = IMPAIRED
+        elif crcl is not None:
+            level = NORMAL
+        else:
+            level = None
+        return RenalStatus(
+            level=level,
+            crcl=crcl,
+            how=how,
+            conditions=tuple(concept_text(c) for c in kidney_conditions),
+            end_stage_conditions=tuple(concept_text(c) for c in esrd_conditions),
+        )
+
+    return ctx.memo(("renal", on), compute)
+
+
+def renal_impairment(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for order in ctx.amifampridine_orders():
+        status = renal_status(ctx, order_date(ctx, order))
+        ctx.note(TOPIC, f"renal function: {status.level or 'unknown'}; {status.how}")
+        if status.level not in {ESRD, IMPAIRED}:
+            continue
+        figure = f"{status.crcl:.0f} mL/min" if status.crcl is not None else "not available"
+        conditions = "; ".join(status.conditions) or "none recorded"
+        if status.level == ESRD:
+            dose = dose_of(ctx, order)
+            ordered = f" This order asks for {dose.arithmetic}." if dose.ok else ""
+            advice = StartAdvice(f"There is no labelled starting dose to suggest.{ordered}", ())
+        else:
+            advice = lowest_start_advice(ctx, order, "renal impairment")
+        findings.append(
+            Finding(
+                topic=TOPIC,
+                variant="end-stage" if status.level == ESRD else None,
+                params={
+                    "drug": order.name,
+                    "crcl": figure,
+                    "how": status.how,
+                    "conditions": conditions,
+                    "advice": advice.sentence,
+                },
+                order=order,
+                suggestions=advice.suggestions,
+            )
+        )
+    return findings
