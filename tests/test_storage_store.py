@@ -13,11 +13,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text, update
 
 from cds_service.metrics import AUDIT_WRITE_FAILURES
+from cds_service.storage import migrate
 from cds_service.storage.config import StorageConfig
 from cds_service.storage.models import Base, Feedback, IssuedCard, StoreMeta
 from cds_service.storage.store import AuditStore, utcnow
@@ -29,9 +31,14 @@ PATIENT = "patient-4711"
 COMMENT = "pt seen by neuro today, discussed with Dr Example"
 
 
+def new_store(url: str, tmp_path: Path, **overrides: Any) -> AuditStore:
+    return AuditStore(
+        StorageConfig(database_url=url, data_dir=tmp_path, **overrides), rule_version="0.1.0+test"
+    )
+
+
 def make_store(url: str, tmp_path: Path, **overrides: Any) -> AuditStore:
-    config = StorageConfig(database_url=url, data_dir=tmp_path, **overrides)
-    store = AuditStore(config, rule_version="0.1.0+test")
+    store = new_store(url, tmp_path, **overrides)
     assert store.start()
     return store
 
@@ -376,3 +383,25 @@ def test_a_full_queue_drops_and_counts_without_blocking(
     assert AUDIT_WRITE_FAILURES._value.get() - before >= 44
     assert caplog.text.count("audit queue full") == 1  # rate-limited, not one line per record
     store.close(timeout=0.5)
+
+
+def test_without_auto_upgrade_the_schema_comes_from_db_upgrade(database_url: str, tmp_path: Path) -> None:
+    store = new_store(database_url, tmp_path, auto_upgrade=False)
+    try:
+        assert store.start() is False  # no tables yet, and the store may not create them
+        assert "issued_card" not in inspect(store.engine).get_table_names()
+        migrate.upgrade(store.engine)
+        assert migrate.current_revision(store.engine) == "0001"
+        assert store.start() is True
+        issue(store, card("seizure-history"))
+        assert row_for(store.report(), "seizure-history")["cardsShown"] == 1
+    finally:
+        store.close()
+
+
+def test_migrations_downgrade_and_upgrade_again(store: AuditStore) -> None:
+    with store.engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "base")
+    assert not {"issued_card", "feedback", "store_meta"} & set(inspect(store.engine).get_table_names())
+    migrate.upgrade(store.engine)
+    assert migrate.current_revision(store.engine) == "0001"
