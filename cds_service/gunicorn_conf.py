@@ -175,38 +175,22 @@ def preflight() -> str | None:
     return None
 
 
-def _use_multiprocess_values() -> None:
-    """Switch prometheus-client to shared files if something imported it before PROMETHEUS_MULTIPROC_DIR
-    was set (the CLI imports subsystems to build its parser). Runs in each worker before the app loads."""
-    from prometheus_client import values
-
-    if values.ValueClass.__name__ != "MutexValue":
-        return
-    values.ValueClass = values.get_value_class()
-    metrics_module = sys.modules.get("cds_service.metrics")
-    if metrics_module is None:
-        return
-    from prometheus_client.metrics import MetricWrapperBase
-
-    for metric in vars(metrics_module).values():
-        # Labelled metrics create their values on first use; unlabelled ones hold one from import time.
-        if isinstance(metric, MetricWrapperBase) and not metric._labelnames:
-            metric._metric_init()
-
-
 # --- server hooks ----------------------------------------------------------------------------------
 def on_starting(server: Any) -> None:
     problem = preflight()
     if problem is not None:
         _config_error(problem)
     _wipe_metrics_dir(_METRICS_DIR)
+    from prometheus_client import values
 
-
-def post_fork(server: Any, worker: Any) -> None:
-    _use_multiprocess_values()
+    if values.ValueClass.__name__ == "MutexValue":
+        # prometheus_client was imported before this module set PROMETHEUS_MULTIPROC_DIR (by whatever
+        # started gunicorn): each worker would then only report its own counts.
+        server.log.warning("metrics are per worker: prometheus_client was imported before gunicorn started")
 
 
 def post_worker_init(worker: Any) -> None:
+    logging.captureWarnings(True)  # Python warnings become JSON log lines too
     # The worker's access line is written by JsonLogger.access; the app must not write a second one.
     if accesslog is not None:
         from cds_service import observability
@@ -237,6 +221,3 @@ def child_exit(server: Any, worker: Any) -> None:
 def on_exit(server: Any) -> None:
     if os.environ.get("CDS_METRICS_DIR_OWNED") == "1":
         shutil.rmtree(_METRICS_DIR, ignore_errors=True)
-
-
-logging.captureWarnings(True)

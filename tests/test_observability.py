@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -174,6 +177,52 @@ def test_access_line_without_app_fields_names_no_path() -> None:
 
 
 # --- the real server: gunicorn with cds_service.gunicorn_conf ---------------------------------------
+@pytest.fixture
+def gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    # Importing the config prepares PROMETHEUS_MULTIPROC_DIR; keep that out of this test process.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    return importlib.import_module("cds_service.gunicorn_conf")
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.closed_with: list[float] = []
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.closed_with.append(timeout)
+
+
+def test_worker_exit_drains_the_audit_queue_in_the_worker_only(gunicorn_conf: Any) -> None:
+    audit = FakeAudit()
+    app = SimpleNamespace(extensions={"cds.audit": audit})
+    server = SimpleNamespace(log=logging.getLogger("test"))
+    gunicorn_conf.worker_exit(server, SimpleNamespace(pid=os.getpid() + 1, wsgi=app))  # called in the master
+    assert audit.closed_with == []
+    gunicorn_conf.worker_exit(server, SimpleNamespace(pid=os.getpid(), wsgi=app))
+    assert audit.closed_with == [5.0]
+
+
+def test_gunicorn_settings_come_from_the_environment(
+    gunicorn_conf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CDS_BIND", "CDS_WORKERS", "CDS_THREADS", "HOST", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    conf = importlib.reload(gunicorn_conf)
+    assert (conf.bind, conf.workers, conf.threads, conf.worker_class) == (["127.0.0.1:8080"], 2, 4, "gthread")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("CDS_WORKERS", "3")
+    assert importlib.reload(gunicorn_conf).bind == ["0.0.0.0:9000"] and gunicorn_conf.workers == 3
+    monkeypatch.setenv("CDS_BIND", "unix:/run/cds.sock")
+    assert importlib.reload(gunicorn_conf).bind == ["unix:/run/cds.sock"]
+    monkeypatch.setenv("CDS_WORKERS", "many")
+    with pytest.raises(SystemExit) as stopped:
+        importlib.reload(gunicorn_conf)
+    assert stopped.value.code == 2
+    monkeypatch.setenv("CDS_WORKERS", "2")
+    importlib.reload(gunicorn_conf)  # leave a usable module behind for other tests
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -239,6 +288,7 @@ def test_gunicorn_aggregates_metrics_logs_json_and_drains_on_sigterm(
     gunicorn_server: tuple[str, subprocess.Popen[bytes], Path, Path],
 ) -> None:
     base, process, stdout, stderr = gunicorn_server
+    database = stdout.parent / "data" / "cds.sqlite3"
     instances = []
     for _ in range(12):
         body = seizure_request()
@@ -255,6 +305,10 @@ def test_gunicorn_aggregates_metrics_logs_json_and_drains_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    # Workers flushed their queued audit writes before exiting: every call's cards are stored.
+    with sqlite3.connect(database) as db:
+        stored = {row[0] for row in db.execute("SELECT DISTINCT hook_instance FROM issued_card")}
+    assert stored == set(instances)
 
     lines = [json.loads(line) for line in stdout.read_text().splitlines() if line.strip()]
     hook_lines = [line for line in lines if line.get("hookInstance")]
