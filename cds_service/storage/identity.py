@@ -25,7 +25,7 @@ def patient_hash(salt: str, patient_id: str | None) -> str | None:
 
 def load_or_create_salt(conn: Connection) -> str:
     """The salt stored in the database, created once; concurrent first starts agree on one value."""
-    conn.execute(insert_ignore(conn, StoreMeta, [{"key": _SALT_KEY, "value": secrets.token_hex(32)}]))
+    conn.execute(insert_ignore(conn, StoreMeta), [{"key": _SALT_KEY, "value": secrets.token_hex(32)}])
     return conn.execute(select(StoreMeta.value).where(StoreMeta.key == _SALT_KEY)).scalar_one()
 
 

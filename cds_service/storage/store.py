@@ -108,7 +108,7 @@ class AuditStore:
             def job(conn: Connection) -> None:
                 digest = hashed if hashed or not patient_id else patient_hash(self._salt or "", patient_id)
                 values = [{**row, "patient_hash": digest} for row in rows]
-                conn.execute(insert_ignore(conn, IssuedCard, values))
+                conn.execute(insert_ignore(conn, IssuedCard), values)
 
             self._writer.submit(job)
         except Exception as exc:  # the hook response must go out whatever happens here
@@ -182,7 +182,7 @@ def _write_feedback(conn: Connection, service_id: str, rows: list[dict[str, Any]
         ).scalars()
     )
     values = [{**row, "card_known": row["card_uuid"] in known} for row in rows]
-    inserted = conn.execute(insert_ignore(conn, Feedback, values).returning(Feedback.dedupe_key)).all()
+    inserted = conn.execute(insert_ignore(conn, Feedback).returning(Feedback.dedupe_key), values).all()
     return len(inserted), known
 
 
