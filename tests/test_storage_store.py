@@ -335,11 +335,16 @@ def test_unavailable_database_never_blocks_or_raises(
     for _ in range(50):
         issue(store, card("seizure-history"))
     assert time.perf_counter() - started < 0.5
+    deadline = time.monotonic() + 5
+    while not store._writer.failing and time.monotonic() < deadline:  # the writer has met the outage
+        time.sleep(0.01)
 
+    started = time.perf_counter()
     summary = store.record_feedback(
         service_id=SERVICE, items=[overridden(str(uuid.uuid4()), "benefit")], client=None
     )
     assert summary == {"stored": 0, "duplicates": 0, "unknownCards": [], "queued": 1}
+    assert time.perf_counter() - started < 0.9  # does not wait for the stuck queue
     store.close(timeout=1)
     assert AUDIT_WRITE_FAILURES._value.get() > failures_before
     assert store.pending() == 0

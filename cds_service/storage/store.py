@@ -127,7 +127,8 @@ class AuditStore:
         cards = sorted({row["card_uuid"] for row in rows.values()})
         in_request_duplicates = len(items) - len(rows)
         try:
-            self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
+            if not self._writer.failing:  # during an outage waiting for the queue would only add delay
+                self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
             self.prepare()
             with self.engine.begin() as conn:
                 stored, known = _write_feedback(conn, service_id, list(rows.values()))
@@ -145,7 +146,8 @@ class AuditStore:
 
     # -- reports and maintenance -------------------------------------------------------------------
     def report(self, *, since: datetime | None = None) -> dict[str, Any]:
-        self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
+        if not self._writer.failing:
+            self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
         self.prepare()
         return build_report(self.engine, since=since, rule_version=self.rule_version)
 

@@ -52,6 +52,7 @@ class BackgroundWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        self.failing = False  # the last write attempt failed (callers then skip waiting on flush)
         self._last_drop_log = 0.0
         # gunicorn --preload forks after the app (and maybe a pooled connection) exists: the child must
         # neither share the parent's connections nor wait for the parent's thread.
@@ -155,8 +156,10 @@ class BackgroundWriter:
             attempts += 1
             try:
                 self._write(batch)
+                self.failing = False
                 return True
             except Exception as exc:  # any failure: log type only, the message may quote row values
+                self.failing = True
                 AUDIT_WRITE_FAILURES.inc()
                 transient = _is_transient(exc)
                 name = type(exc).__name__
