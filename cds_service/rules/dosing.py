@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cds_service.dose import DoseResult
 from cds_service.record import Order
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, Suggestion
 from cds_service.rules.dose_table import Regimen
 from cds_service.rules.hepatic import liver_conditions
 from cds_service.rules.nat2 import POOR, nat2_status
@@ -28,7 +28,7 @@ from cds_service.rules.patient import (
     table,
 )
 from cds_service.rules.renal import ESRD, IMPAIRED, renal_status
-from cds_service.rules.suggest import capped_regimen, regimen_words, update_suggestion
+from cds_service.rules.suggest import capped_regimen, regimen_words, split_regimen, update_suggestion
 
 _EPSILON = 1e-9
 
@@ -86,8 +86,12 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple:
+def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
     row = band_for(ctx, order).row
+    # First choice: keep the daily amount, in more and smaller doses; else cap each dose.
+    split = split_regimen(dose.mg_per_day or 0, row.max_single_mg, row.max_daily_mg, row.rounding_mg)
+    if split is not None:
+        return (update_suggestion(ctx, order, split, f"Split into {regimen_words(split)}"),)
     regimen = capped_regimen(
         dose.mg_per_dose or 0,
         dose.doses_per_day or 1,

@@ -23,7 +23,6 @@ TOPIC = "nat2-poor-metabolizer"
 POOR = "poor"
 INDETERMINATE = "indeterminate"
 _DIPLOTYPE = re.compile(r"\*\s*(\d+)[A-Z]?\s*/\s*(?:NAT2)?\s*\*\s*(\d+)[A-Z]?", re.IGNORECASE)
-_GENOTYPE_CODES = {"84413-4", "genotype"}
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,9 @@ def _about_nat2(strings: list[str], gene: Mapping[str, Any]) -> bool:
     return any(symbol in s.upper() or hgnc in s.upper() for s in strings)
 
 
-def _genotype(observation: Mapping[str, Any], strings: list[str], config: Mapping[str, Any]) -> str | None:
-    codes = {c.get("code") for c in (observation.get("code") or {}).get("coding") or []}
-    candidates = [s for s in strings if "NAT2" in s.upper() or codes & _GENOTYPE_CODES]
+def _genotype(strings: list[str], config: Mapping[str, Any]) -> str | None:
+    # The observation is already known to be about NAT2, so any diplotype in it is a NAT2 genotype.
+    candidates = strings
     functions = config.get("allele_function") or {}
     increased = {str(a) for a in functions.get("increased") or []}
     decreased = {str(a) for a in functions.get("decreased") or []}
@@ -101,7 +100,7 @@ def read_nat2(observation: Mapping[str, Any], config: Mapping[str, Any]) -> Nat2
         if phenotype:
             shown = coding.get("display") or phenotype
             return Nat2Result(phenotype, f"{shown} (LOINC answer {coding['code']})", observation)
-    genotype = _genotype(observation, strings, config)
+    genotype = _genotype(strings, config)
     if genotype and genotype != INDETERMINATE:
         phenotype, _, diplotype = genotype.partition("|")
         return Nat2Result(

@@ -39,6 +39,19 @@ def capped_regimen(
     return Regimen(rounded, times)
 
 
+def split_regimen(
+    mg_per_day: float, max_single: float, max_daily: float, step: float, max_times: int = 5
+) -> Regimen | None:
+    """The same daily amount in more, smaller doses (at most ``max_times`` a day), when that fits."""
+    if mg_per_day > max_daily:
+        return None
+    times = math.ceil(mg_per_day / max_single - 1e-9)
+    if times > max_times:
+        return None
+    dose = math.floor(mg_per_day / times / step + 1e-9) * step
+    return Regimen(dose, times) if dose > 0 else None
+
+
 def _dosage(regimen: Regimen, original: Mapping[str, Any] | None, stu3: bool) -> dict[str, Any]:
     dose = {"value": regimen.mg_per_dose, "unit": "mg", "system": UCUM, "code": "mg"}
     dosage: dict[str, Any] = {
