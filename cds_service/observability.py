@@ -177,12 +177,24 @@ def _request_fields(log_probes: bool) -> dict[str, Any]:
     return fields
 
 
+def _service_label(fields: Mapping[str, Any]) -> str:
+    """The service id of a hook call (also when it was rejected before the protocol layer ran, e.g. a 401),
+    else the view's name without its blueprint prefix: a fixed, small set of labels either way."""
+    if fields.get("service"):
+        return str(fields["service"])
+    from cds_service.protocol.services import SERVICES
+
+    service_id = (request.view_args or {}).get("service_id")
+    if service_id in SERVICES:
+        return str(service_id)
+    endpoint = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else None
+    return _label(endpoint, "unmatched")
+
+
 def _record_metrics(fields: Mapping[str, Any], status: int, seconds: float) -> None:
     from cds_service import metrics
 
-    # Outside hook calls, the view's name (blueprint prefix dropped): a fixed, small set of labels.
-    endpoint = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else None
-    service = fields.get("service") or _label(endpoint, "unmatched")
+    service = _service_label(fields)
     metrics.REQUESTS.labels(service=service, status=str(status)).inc()
     metrics.REQUEST_LATENCY.labels(service=service, status=str(status)).observe(seconds)
 

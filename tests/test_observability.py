@@ -102,10 +102,13 @@ def test_rejected_token_is_timed_counted_and_never_logged(
     )
     token = mint_token(stranger, aud=f"https://cds.example.org{ORDER_SIGN}")
     caplog.set_level(logging.INFO)
+    labels = {"service": "amifampridine-order-sign", "status": "401"}
+    before = REGISTRY.get_sample_value("cds_requests_total", labels) or 0.0
 
     response = app.test_client().post(ORDER_SIGN, json=seizure_request(), headers=bearer(token))
 
     assert response.status_code == 401
+    assert REGISTRY.get_sample_value("cds_requests_total", labels) == before + 1
     [line] = access_lines(caplog)
     assert line["status"] == 401 and line["latency_ms"] > 0
     assert "hookInstance" not in line  # the body was never read
