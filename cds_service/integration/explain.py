@@ -198,41 +198,47 @@ def _lines(resources: Iterable[Mapping[str, Any]], limit: int = 12) -> list[str]
     return lines
 
 
+def _say(console: Console, text: Text) -> None:
+    console.print(text, soft_wrap=True)
+
+
 def print_explanation(result: Mapping[str, Any], console: Console) -> None:
-    console.print(Text("Explanation", style="bold underline"))
-    console.print(Text(f"service {result['service']}, evaluated as of {result['today']}"))
-    console.print(Text("Orders in the hook context:", style="bold"))
+    """One fact per line, never wrapped, so the output can be searched (grep) as well as read."""
+    _say(console, Text("Explanation", style="bold underline"))
+    _say(console, Text(f"service {result['service']}, evaluated as of {result['today']}"))
+    _say(console, Text("Orders in the hook context:", style="bold"))
     for order in result["orders"]:
         marker = "*" if order["ref"] in result["ordersInQuestion"] else " "
         classes = ", ".join(order["classes"]) or "unrelated to amifampridine"
-        console.print(Text(f" {marker} {order['ref']}  {order['name']}  [{classes}]"))
+        _say(console, Text(f" {marker} {order['ref']}  {order['name']}  [{classes}]"))
     if "verdict" in result:
-        console.print(Text(result["verdict"], style="green"))
+        _say(console, Text(result["verdict"], style="green"))
         return
-    console.print(Text("Patient data:", style="bold"))
+    _say(console, Text("Patient data:", style="bold"))
     for key, section in result.get("data", {}).items():
         if section["source"] == "unavailable":
-            console.print(Text(f"  {key}: UNAVAILABLE - {section['why']}", style="yellow"))
+            _say(console, Text(f"  {key}: UNAVAILABLE - {section['why']}", style="yellow"))
             continue
-        console.print(Text(f"  {key} (from {section['source']}): {len(section['resources'])} resource(s)"))
+        _say(console, Text(f"  {key} (from {section['source']}): {len(section['resources'])} resource(s)"))
         for line in _lines(section["resources"]):
-            console.print(Text(f"      {line}", style="dim"))
+            _say(console, Text(f"      {line}", style="dim"))
     if result.get("currentOrders"):
-        console.print(Text("Current medication orders:", style="bold"))
+        _say(console, Text("Current medication orders:", style="bold"))
         for order in result["currentOrders"]:
             classes = ", ".join(order["classes"]) or "unrelated"
-            console.print(Text(f"    {order['ref']}  {order['name']}  [{classes}]"))
+            _say(console, Text(f"    {order['ref']}  {order['name']}  [{classes}]"))
     for skipped in result.get("skipped") or []:
-        console.print(Text(f"  skipped {skipped}", style="yellow"))
-    console.print(Text("Rules:", style="bold"))
+        _say(console, Text(f"  skipped {skipped}", style="yellow"))
+    _say(console, Text("Rules:", style="bold"))
     for rule in result["rules"]:
         status = rule["status"]
         style = "red" if status.startswith("fired") else "yellow" if status.startswith("not run") else ""
         line = Text(f"  {rule['rule']}", style="bold")
-        line.append(f" (reads {', '.join(rule['reads'])}): ")
+        reads = ", ".join(rule["reads"]) or "the orders only"
+        line.append(f" (reads {reads}): ")
         line.append(status, style=style)
-        console.print(line)
+        _say(console, line)
         for note in rule["notes"]:
-            console.print(Text(f"      - {note}"))
+            _say(console, Text(f"      - {note}"))
     for note in result.get("otherNotes") or []:
-        console.print(Text(f"  {note}", style="dim"))
+        _say(console, Text(f"  {note}", style="dim"))

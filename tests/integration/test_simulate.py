@@ -1,0 +1,175 @@
+"""``cds-service simulate`` end to end: discovery, prefetch from a real FHIR server, JWT, cards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fixture_cases import bundle_of, request_of, topics
+from flask import Flask
+from live_server import serving
+from security_helpers import client_entry, write_trusted_clients
+from sekmet_server import FhirServer, free_port
+
+from cds_service.cli import main
+from cds_service.integration.fixtures import Case
+from cds_service.integration.simulator import jwk_thumbprint, load_signing_key
+
+ISS = "https://ehr-simulator.example.org"
+
+
+@pytest.fixture
+def seizure_patient(seizure_case: Case, fhir_server: FhirServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The seizure fixture's patient loaded into the FHIR server, and its draft orders as ORDER.json."""
+    body = request_of(seizure_case)
+    order_file = tmp_path / "order.json"
+    order_file.write_text(json.dumps(body["context"]["draftOrders"]))
+    with fhir_server.loaded(bundle_of(seizure_case)):
+        yield {
+            "id": body["context"]["patientId"],
+            "order": order_file,
+            "expected": sorted(seizure_case.expected),
+        }
+
+
+def write_key(path: Path, kind: str = "ec") -> Path:
+    key: Any = (
+        ec.generate_private_key(ec.SECP384R1()) if kind == "ec" else rsa.generate_private_key(65537, 2048)
+    )
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def simulate_args(fhir: FhirServer, patient: dict[str, Any], service_url: str, *extra: str) -> list[str]:
+    return [
+        "simulate",
+        "--fhir-server",
+        fhir.base_url,
+        "--patient",
+        patient["id"],
+        "--order",
+        str(patient["order"]),
+        "--service-url",
+        service_url,
+        *extra,
+    ]
+
+
+@pytest.mark.integration
+def test_simulate_shows_the_cards_of_a_patient_on_the_fhir_server(
+    seizure_patient: dict[str, Any],
+    fhir_server: FhirServer,
+    make_service: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    with serving(make_service()) as url:
+        saved = tmp_path / "sent.json"
+        args = simulate_args(fhir_server, seizure_patient, url, "--json", "--save-request", str(saved))
+        assert main(args) == 0
+        response = json.loads(capsys.readouterr().out)
+        assert topics(response["cards"]) == seizure_patient["expected"]
+        sent = json.loads(saved.read_text())
+        # Prefetch filled from discovery: every key the service advertises, conditions holding the seizure.
+        assert set(sent["prefetch"]) == {
+            "patient",
+            "medications",
+            "conditions",
+            "allergies",
+            "weight",
+            "renal",
+            "nat2",
+        }
+        assert sent["prefetch"]["conditions"]["entry"], "conditions were not read from the FHIR server"
+        assert sent["fhirServer"] == fhir_server.base_url
+
+        assert main(simulate_args(fhir_server, seizure_patient, url, "--explain", "--no-prefetch")) == 0
+        out = capsys.readouterr().out
+        assert "CRITICAL" in out and "history of seizures" in out
+        assert "seizure-history (reads conditions): fired: seizure-history" in out
+        assert "Condition/" in out
+        assert "prefetch resources: none sent" in out
+
+
+@pytest.mark.integration
+def test_simulate_against_an_auth_on_service_with_and_without_a_jwt(
+    seizure_patient: dict[str, Any],
+    fhir_server: FhirServer,
+    make_service: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    key_file = write_key(tmp_path / "client.pem")
+    key = load_signing_key(key_file)
+    assert key.alg == "ES384" and key.kid == jwk_thumbprint(key.public_jwk)
+    trusted = write_trusted_clients(
+        tmp_path, [client_entry(ISS, jwks={"keys": [key.public_jwk]}, fhir_servers=[fhir_server.base_url])]
+    )
+    port = free_port()
+    app = make_service(
+        CDS_AUTH="on",
+        CDS_TRUSTED_CLIENTS=trusted,
+        CDS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    with serving(app, port) as url:
+        # No token: discovery already answers 401, and the command says so.
+        assert main(simulate_args(fhir_server, seizure_patient, url, "--json")) == 2
+        assert "401" in capsys.readouterr().err
+        # A token from an issuer the service does not trust: 401 too.
+        stranger = simulate_args(
+            fhir_server, seizure_patient, url, "--key", str(key_file), "--iss", "https://x.example"
+        )
+        assert main(stranger) == 2
+        assert "401" in capsys.readouterr().err
+        # Signed by the trusted client (kid = RFC 7638 thumbprint): the cards.
+        signed = simulate_args(
+            fhir_server, seizure_patient, url, "--key", str(key_file), "--iss", ISS, "--json"
+        )
+        assert main(signed) == 0
+        assert topics(json.loads(capsys.readouterr().out)["cards"]) == seizure_patient["expected"]
+        # Without prefetch the service queries the FHIR server itself, which this client may name.
+        assert main([*signed, "--no-prefetch"]) == 0
+        assert topics(json.loads(capsys.readouterr().out)["cards"]) == seizure_patient["expected"]
+
+
+def test_rfc7638_thumbprint_example() -> None:
+    # The worked example of RFC 7638 section 3.1.
+    jwk = {
+        "kty": "RSA",
+        "n": (
+            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJE"
+            "CPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2Q"
+            "vzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6"
+            "WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+        ),
+        "e": "AQAB",
+        "alg": "RS256",
+        "kid": "2011-04-29",
+    }
+    assert jwk_thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_rsa_keys_sign_rs384_and_other_keys_are_refused(tmp_path: Path) -> None:
+    assert load_signing_key(write_key(tmp_path / "rsa.pem", "rsa"), kid="mine").alg == "RS384"
+    assert load_signing_key(tmp_path / "rsa.pem", kid="mine").kid == "mine"
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "p256.pem").write_bytes(
+        p256.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    assert load_signing_key(tmp_path / "p256.pem").alg == "ES256"
+    (tmp_path / "junk.pem").write_text("not a key")
+    from cds_service.integration.simulator import SimulatorError
+
+    with pytest.raises(SimulatorError, match="not an unencrypted PEM private key"):
+        load_signing_key(tmp_path / "junk.pem")
