@@ -21,7 +21,11 @@ from cds_service import __version__
 from cds_service.config import ConfigError
 
 # Subsystems that add their own subcommands: module -> its register_cli(subparsers).
-_SUBCOMMAND_MODULES = ("cds_service.storage.cli", "cds_service.integration.cli")
+_SUBCOMMAND_MODULES = (
+    "cds_service.storage.cli",
+    "cds_service.security.cli",
+    "cds_service.integration.cli",
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
