@@ -29,6 +29,7 @@ from gunicorn.glogging import Logger
 from cds_service.observability import JsonFormatter, access_line
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_OWNED_MARKER = ".created-by-cds-service"
 
 
 def _config_error(message: str) -> NoReturn:
@@ -82,8 +83,8 @@ def prepare_metrics_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True)
     else:
         path = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
+        (path / _OWNED_MARKER).touch()  # ours to remove at exit (survives a config reload on SIGHUP)
         os.environ[_MULTIPROC_ENV] = str(path)
-        os.environ["CDS_METRICS_DIR_OWNED"] = "1"
     return path
 
 
@@ -219,5 +220,5 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if os.environ.get("CDS_METRICS_DIR_OWNED") == "1":
+    if (_METRICS_DIR / _OWNED_MARKER).exists():
         shutil.rmtree(_METRICS_DIR, ignore_errors=True)

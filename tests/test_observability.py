@@ -263,6 +263,8 @@ def gunicorn_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byte
         CDS_THREADS="2",
         PYTHONPATH=str(ROOT),
     )
+    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the server creates its metrics directory
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             [str(CDS_SERVICE), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -308,6 +310,7 @@ def test_gunicorn_aggregates_metrics_logs_json_and_drains_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    assert list((stdout.parent / "tmp").glob("cds-metrics-*")) == []  # its metrics directory is gone
     # Workers flushed their queued audit writes before exiting: every call's cards are stored.
     with sqlite3.connect(database) as db:
         stored = {row[0] for row in db.execute("SELECT DISTINCT hook_instance FROM issued_card")}
