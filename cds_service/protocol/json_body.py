@@ -17,16 +17,30 @@ from cds_service.protocol.errors import CdsError, InvalidRequest
 JSON_TYPES = ("application/json", "application/fhir+json")
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+# Byte tables for the depth check: keep quotes and brackets (objects counted as arrays), drop the rest.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+
+
+def _depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether ``raw`` (JSON that orjson has accepted) nests containers deeper than ``limit``.
+
+    Works on the bytes with C-speed bytes methods instead of walking the decoded objects: on a 240 KB
+    prefetch that walk cost four times the decode itself. Escapes go first (an escaped quote must not
+    end a string), strings next (brackets inside them do not nest), then one level of empty ``[]``
+    pairs is removed per pass: the number of passes is the depth.
+    """
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.translate(_SQUARE, _NOT_STRUCTURE).split(b'"')[::2])
+    depth = 0
+    while brackets:
+        depth += 1
         if depth > limit:
             return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            return True  # unbalanced: cannot happen after orjson accepted the body; refuse anyway
+        brackets = shorter
     return False
 
 
@@ -41,6 +55,6 @@ def read_json(max_depth: int) -> Any:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON (at character {exc.pos})") from exc
-    if _depth_exceeds(body, max_depth):
+    if _depth_exceeds(raw, max_depth):
         raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
     return body
