@@ -11,6 +11,7 @@ from cds_service.fhir_client import ClientSettings, FhirClient
 from cds_service.knowledge.loader import Knowledge, load_knowledge
 from cds_service.protocol.services import discovery_document, prefetch_templates
 from cds_service.rules.base import Options
+from cds_service.rules.dose_table import dose_table
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         knowledge = load_knowledge(settings.cards_dir)
+        # Parse the dose table for the configured label version now: a broken dose-caps.yaml or an
+        # unknown CDS_DOSE_CAPS_VERSION must stop the start, not the first amifampridine order.
+        dose_table(knowledge, settings.dose_caps_version)
         client = FhirClient(
             ClientSettings(
                 connect_timeout=settings.fhir_connect_timeout,

@@ -60,6 +60,14 @@ def _is_operation_outcome(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
 
 
+def _why_not_fetched(sent: Any, present: bool) -> str:
+    if not present:
+        return "not in prefetch and no fhirServer was given"
+    if _is_operation_outcome(sent):
+        return "the EHR reported an error for it in prefetch and no fhirServer was given"
+    return "only the first page of results was sent and there is no fhirServer to read the rest"
+
+
 def resolve(
     call: HookCall,
     templates: Mapping[str, str],
@@ -86,11 +94,7 @@ def resolve(
     if call.fhir_server is None:
         for key in jobs:
             data.values.pop(key, None)
-            data.unavailable[key] = (
-                "only the first page of results was sent and there is no fhirServer to read the rest"
-                if key in call.prefetch
-                else "not in prefetch and no fhirServer was given"
-            )
+            data.unavailable[key] = _why_not_fetched(call.prefetch.get(key, None), key in call.prefetch)
         return data
     authorize_server(call.fhir_server)  # raises 403 before any outbound request
     results = client.fetch_all(call.fhir_server, jobs, call.access_token)
