@@ -76,12 +76,11 @@ def _source(card: Mapping[str, Any]) -> Text:
 def card_renderable(card: Mapping[str, Any]) -> Panel:
     indicator = str(card.get("indicator", "info"))
     style = INDICATOR_STYLES.get(indicator, "bold")
-    title = Text()
-    title.append(f" {indicator.upper()} ", style=f"reverse {style}")
-    title.append(" ")
-    title.append(str(card.get("summary", "")), style="bold")
-    parts: list[RenderableType] = []
+    title = Text(f" {indicator.upper()} ", style=f"reverse {style}")
+    # The summary goes in the body, where a long one wraps instead of being cut off like a title.
+    parts: list[RenderableType] = [Text(str(card.get("summary", "")), style="bold")]
     if card.get("detail"):
+        parts.append(Text(""))
         parts.append(Markdown(str(card["detail"])))
     for section in (_suggestions(card), _override_reasons(card)):
         if section:
