@@ -181,8 +181,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         render.print_json(payload, sys.stdout)
         return 0 if simulation.status == 200 else 1
     counts = ", ".join(f"{k} {n}" for k, n in simulation.prefetch_counts.items()) or "none sent"
-    console.print(f"POST {simulation.endpoint} -> HTTP {simulation.status} in {simulation.elapsed_ms:.0f} ms")
-    console.print(f"prefetch resources: {counts}", highlight=False)
+    took = f"{simulation.elapsed_ms:.0f} ms"
+    console.print(f"POST {simulation.endpoint} -> HTTP {simulation.status} in {took}", soft_wrap=True)
+    console.print(f"prefetch resources: {counts}", soft_wrap=True)
     if simulation.status != 200:
         render.print_problem(simulation.status, simulation.response, console)
         return 1
