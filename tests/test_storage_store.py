@@ -384,8 +384,9 @@ def test_a_full_queue_drops_and_counts_without_blocking(
     for _ in range(50):
         issue(store, card("seizure-history"))
     assert time.perf_counter() - started < 0.5
-    assert store.pending() <= 6  # 5 queued, at most one batch being retried
-    assert AUDIT_WRITE_FAILURES._value.get() - before >= 44
+    # At most 5 waiting in the queue plus the batch the worker took off it (at most 5 too) and retries.
+    assert store.pending() <= 10
+    assert AUDIT_WRITE_FAILURES._value.get() - before >= 40
     assert caplog.text.count("audit queue full") == 1  # rate-limited, not one line per record
     store.close(timeout=0.5)
 
