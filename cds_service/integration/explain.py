@@ -240,5 +240,7 @@ def print_explanation(result: Mapping[str, Any], console: Console) -> None:
         _say(console, line)
         for note in rule["notes"]:
             _say(console, Text(f"      - {note}"))
+    if result.get("otherNotes"):
+        _say(console, Text("Other notes (shared computations such as dose arithmetic):", style="bold"))
     for note in result.get("otherNotes") or []:
         _say(console, Text(f"  {note}", style="dim"))
