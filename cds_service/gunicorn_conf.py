@@ -123,6 +123,9 @@ worker_class = "gthread"
 timeout = _int_env("CDS_WORKER_TIMEOUT", 30)
 graceful_timeout = _int_env("CDS_GRACEFUL_TIMEOUT", 20)
 keepalive = _int_env("CDS_KEEPALIVE", 5)
+# gunicorn 27 opens a control socket at a fixed path under $HOME: two servers on one host (the
+# benchmark, parallel tests) would fight over it, and a read-only root has no place for it. Unused here.
+control_socket_disable = True
 # Bound what a client can make us buffer before the app sees the request.
 limit_request_line = 8190
 limit_request_fields = 100
