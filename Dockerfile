@@ -33,6 +33,9 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 
 COPY --from=builder /opt/venv /opt/venv
 COPY cards /app/cards
+# Synthetic fixtures for the card preview page (off unless CDS_PREVIEW_ENABLED=true); no patient data.
+COPY fixtures/manifest.yaml /app/fixtures/manifest.yaml
+COPY fixtures/requests /app/fixtures/requests
 
 # Secure defaults: authentication on; the service refuses to start without CDS_TRUSTED_CLIENTS.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -42,6 +45,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8080 \
     CDS_AUTH=on \
     CDS_CARDS_DIR=/app/cards \
+    CDS_FIXTURES_DIR=/app/fixtures \
     CDS_DATA_DIR=/data
 
 # Audit database (SQLite by default) lives here; everything else may be a read-only root filesystem

@@ -8,6 +8,7 @@ from flask import Flask
 
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir_models import preload
+from cds_service.integration.preview import install_preview
 from cds_service.knowledge.loader import KnowledgeError
 from cds_service.observability import install_observability
 from cds_service.protocol.cors import install_cors
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_security(app, settings)
     install_storage(app, settings)
     install_cors(app, settings)
+    install_preview(app, settings)
     app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

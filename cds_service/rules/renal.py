@@ -21,7 +21,9 @@ from cds_service.rules.patient import dose_of, fmt_mg, latest_weight, order_date
 TOPIC = "renal-impairment"
 LOINC = "http://loinc.org"
 CLEARANCE = "2164-2"
-SERUM_CREATININE = "2160-0"
+# Creatinine in serum/plasma (2160-0) or in blood (38483-4, what Synthea and some labs send): the same
+# measurement for Cockcroft-Gault.
+SERUM_CREATININE = frozenset({"2160-0", "38483-4"})
 _UMOL_PER_MG_DL = 88.4
 ESRD = "esrd"
 IMPAIRED = "impaired"
@@ -47,9 +49,10 @@ def _value(observation: Mapping[str, Any]) -> tuple[float, str] | None:
     return float(value), str(quantity.get("code") or quantity.get("unit") or "").strip()
 
 
-def _is(observation: Mapping[str, Any], code: str) -> bool:
+def _is(observation: Mapping[str, Any], code: str | frozenset[str]) -> bool:
+    codes = {code} if isinstance(code, str) else code
     return any(
-        c.get("system") == LOINC and c.get("code") == code
+        c.get("system") == LOINC and c.get("code") in codes
         for c in (observation.get("code") or {}).get("coding") or []
     )
 
