@@ -104,30 +104,27 @@ def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[S
     return (update_suggestion(ctx, order, regimen, f"Reduce to {regimen_words(regimen)}"),)
 
 
-def dose_single_max(ctx: RuleContext) -> list[Finding]:
+def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
+    """Orders whose dose ``per`` ("dose" or "day") is above the cap of their Table 1 row."""
     findings = []
     for order, dose in _computed(ctx):
         row = band_for(ctx, order).row
-        if (dose.mg_per_dose or 0) <= row.max_single_mg + _EPSILON:
-            continue
-        params = _common(ctx, order, dose) | {"cap": fmt_mg(row.max_single_mg)}
-        findings.append(
-            Finding("dose-single-max", params, order=order, suggestions=_cap_suggestion(ctx, order, dose))
+        amount, cap = (
+            (dose.mg_per_dose, row.max_single_mg) if per == "dose" else (dose.mg_per_day, row.max_daily_mg)
         )
+        if (amount or 0) <= cap + _EPSILON:
+            continue
+        params = _common(ctx, order, dose) | {"cap": fmt_mg(cap)}
+        findings.append(Finding(topic, params, order=order, suggestions=_cap_suggestion(ctx, order, dose)))
     return findings
+
+
+def dose_single_max(ctx: RuleContext) -> list[Finding]:
+    return _over_cap(ctx, "dose-single-max", per="dose")
 
 
 def dose_daily_max(ctx: RuleContext) -> list[Finding]:
-    findings = []
-    for order, dose in _computed(ctx):
-        row = band_for(ctx, order).row
-        if (dose.mg_per_day or 0) <= row.max_daily_mg + _EPSILON:
-            continue
-        params = _common(ctx, order, dose) | {"cap": fmt_mg(row.max_daily_mg)}
-        findings.append(
-            Finding("dose-daily-max", params, order=order, suggestions=_cap_suggestion(ctx, order, dose))
-        )
-    return findings
+    return _over_cap(ctx, "dose-daily-max", per="day")
 
 
 def lowest_start_reasons(ctx: RuleContext, order: Order) -> list[str]:
