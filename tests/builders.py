@@ -129,3 +129,18 @@ def order_sign(
 
 def topics(response_json: dict[str, Any]) -> list[str]:
     return sorted(card["source"]["topic"]["code"] for card in response_json["cards"])
+
+
+def assert_no_empty_fields(value: Any, path: str = "$") -> None:
+    """The spec forbids null, "", [] and {} in a response (``cards: []`` is the one exception)."""
+    if isinstance(value, dict):
+        assert value, f"empty object at {path}"
+        for key, child in value.items():
+            if path == "$" and key == "cards" and child == []:
+                continue
+            assert child is not None and child != "", f"empty {key} at {path}"
+            assert_no_empty_fields(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        assert value, f"empty array at {path}"
+        for index, child in enumerate(value):
+            assert_no_empty_fields(child, f"{path}[{index}]")

@@ -13,6 +13,7 @@ from builders import (
     ORDER_SIGN,
     PRESCRIBE,
     amifampridine_order,
+    assert_no_empty_fields,
     empty_prefetch,
     epilepsy,
     order_sign,
@@ -24,21 +25,6 @@ from flask.testing import FlaskClient
 SERVICE_FOR_HOOK = {"order-select": ORDER_SELECT, "order-sign": ORDER_SIGN, "medication-prescribe": PRESCRIBE}
 TOKEN = re.compile(r"\{\{([^}]*)\}\}")
 VALID_2_0_TOKENS = {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
-
-
-def assert_no_empty_fields(value: Any, path: str = "$") -> None:
-    """The spec forbids null, "", [] and {} in a response (``cards: []`` is the one exception)."""
-    if isinstance(value, dict):
-        assert value, f"empty object at {path}"
-        for key, child in value.items():
-            if path == "$" and key == "cards" and child == []:
-                continue
-            assert child is not None and child != "", f"empty {key} at {path}"
-            assert_no_empty_fields(child, f"{path}.{key}")
-    elif isinstance(value, list):
-        assert value, f"empty array at {path}"
-        for index, child in enumerate(value):
-            assert_no_empty_fields(child, f"{path}[{index}]")
 
 
 def test_discovery_lists_one_service_per_hook_with_2_0_prefetch_tokens(client: FlaskClient) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import assert_no_empty_fields
 
 from cds_service.app import create_app
 from cds_service.config import Settings
@@ -42,7 +43,9 @@ def request_for(case_id: str) -> dict[str, Any]:
 def call(client: Any, case: dict[str, Any]) -> list[dict[str, Any]]:
     response = client.post(f"/cds-services/{SERVICE[case['hook']]}", json=request_for(case["id"]))
     assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()["cards"]
+    body = response.get_json()
+    assert_no_empty_fields(body)  # the spec forbids null, "", [] and {} in a response
+    return body["cards"]
 
 
 @pytest.mark.parametrize("case", MANIFEST, ids=[case["id"] for case in MANIFEST])
