@@ -67,6 +67,8 @@ class Settings:
     fhir_deadline: float = 6.0
     fhir_max_pages: int = 20
     fhir_max_workers: int = 8
+    # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
+    request_threads: int = 4
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
     preview_enabled: bool = False
@@ -86,6 +88,7 @@ class Settings:
             fhir_deadline=_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
             fhir_max_pages=int(_number(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1)),
             fhir_max_workers=int(_number(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1)),
+            request_threads=int(_number(env, "CDS_THREADS", 4, minimum=1)),
             weight_max_age_days=int(_number(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1)),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
             preview_enabled=_bool(env, "CDS_PREVIEW_ENABLED", False),

@@ -8,7 +8,7 @@ because validating a whole 240 KB record costs ten times more than decoding it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from cds_service.knowledge.classify import MedicationFacts, classify, medication_facts
 from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.valuesets import CodeMatcher
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
 CURRENT_STATUSES = frozenset({"active", "on-hold"})
 # verificationStatus codes that mean "this is not true of the patient".
 NOT_TRUE = frozenset({"refuted", "entered-in-error"})
+# (system, code) -> the resources coded so
+CodeIndex = dict[tuple[Any, Any], list[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,21 @@ def classify_order(
     return Order(resource=resource, facts=facts, classes=classify(facts, knowledge), draft=draft)
 
 
-def bundle_resources(value: Any) -> Iterator[Mapping[str, Any]]:
+def bundle_resources(value: Any) -> list[Mapping[str, Any]]:
     """The resources in a prefetch value: a Bundle's entries, a single resource, or nothing (null)."""
-    if not isinstance(value, Mapping):
-        return
-    if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or []:
-            resource = entry.get("resource") if isinstance(entry, Mapping) else None
-            if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
-                yield resource
-    elif isinstance(value.get("resourceType"), str):
-        yield value
+    # Decoded JSON objects are dicts; isinstance(dict) is several times cheaper than the Mapping ABC
+    # over the hundreds of entries of a long record.
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") != "Bundle":
+        return [value] if isinstance(value.get("resourceType"), str) else []
+    return [
+        resource
+        for entry in value.get("entry") or ()
+        if isinstance(entry, dict)
+        and isinstance(resource := entry.get("resource"), dict)
+        and isinstance(resource.get("resourceType"), str)
+    ]
 
 
 def coded(resource: Mapping[str, Any], element: str) -> str | None:
@@ -124,6 +131,42 @@ class PatientRecord:
     unavailable: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # "Condition/x: invalid" — for the audit and --explain
     _validated: dict[int, bool] = field(default_factory=dict, repr=False)
+    # Lazily built (system, code) indexes of the observations and the conditions, and what was looked up.
+    _indexes: dict[str, dict[tuple[Any, Any], list[Mapping[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
+    _lookups: dict[tuple[str, str], list[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def _coded_in(self, kind: str, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
+        """The resources of ``kind`` with a code in ``matcher``'s value set, in record order.
+
+        A long record holds hundreds of observations but a handful of distinct codes: index them by
+        code once, then each value set costs one membership test per distinct code, not per resource.
+        """
+        cached = self._lookups.get((kind, matcher.url))
+        if cached is not None:
+            return cached
+        index = self._indexes.get(kind)
+        if index is None:
+            index = self._indexes[kind] = _index_by_code(getattr(self, kind))
+        ids = {
+            id(r) for (system, code), rs in index.items() if matcher.matches_code(system, code) for r in rs
+        }
+        result = [r for r in getattr(self, kind) if id(r) in ids] if ids else []
+        self._lookups[(kind, matcher.url)] = result
+        return result
+
+    def observations_in(self, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
+        """Observations coded in ``matcher``'s value set, newest first (undated last)."""
+        key = ("observations-latest", matcher.url)
+        cached = self._lookups.get(key)
+        if cached is None:
+            cached = self._lookups[key] = latest(self._coded_in("observations", matcher))
+        return cached
+
+    def conditions_in(self, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
+        """Conditions coded in ``matcher``'s value set (any status), in record order."""
+        return self._coded_in("conditions", matcher)
 
     def birth_date(self) -> date | None:
         raw = (self.patient or {}).get("birthDate")
@@ -174,6 +217,24 @@ class PatientRecord:
         return kept
 
 
+def _index_by_code(resources: Iterable[Mapping[str, Any]]) -> CodeIndex:
+    """(system, code) -> the resources coded so. One pass over a long record, dicts only (decoded JSON)."""
+    index: CodeIndex = {}
+    for resource in resources:
+        concept = resource.get("code")
+        if not isinstance(concept, dict):
+            continue
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict):
+                key = (coding.get("system"), coding.get("code"))
+                bucket = index.get(key)
+                if bucket is None:
+                    index[key] = [resource]
+                elif bucket[-1] is not resource:  # the same code twice in one resource
+                    bucket.append(resource)
+    return index
+
+
 def build_record(
     data: Mapping[str, Any],
     knowledge: Knowledge,
@@ -187,13 +248,14 @@ def build_record(
     conditions: list[Mapping[str, Any]] = []
     allergies: list[Mapping[str, Any]] = []
     observations: list[Mapping[str, Any]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for value in data.values():
         for resource in bundle_resources(value):
             kind = resource["resourceType"]
             # The same resource may come through two keys (or two pages): keep it once.
-            identity = f"{kind}/{resource.get('id')}" if resource.get("id") else None
-            if identity is not None:
+            resource_id = resource.get("id")
+            if resource_id:
+                identity = (kind, resource_id)
                 if identity in seen:
                     continue
                 seen.add(identity)
@@ -263,9 +325,27 @@ def has_code(resource: Mapping[str, Any], matcher: Any, element: str = "code") -
     return any(matcher.matches_coding(coding) for coding in codings(resource, element))
 
 
+def _day_text(observation: Mapping[str, Any]) -> str:
+    """The day ``effective_date`` reads, as ISO text ("" when undated). ISO days sort as strings, so
+    ordering hundreds of observations needs no date parsing."""
+    common = observation.get("effectiveDateTime")  # nearly every observation: answer it first
+    if isinstance(common, str) and common[:4].isdigit():
+        return common[:10]
+    period = observation.get("effectivePeriod")
+    for candidate in (
+        observation.get("effectiveDateTime"),
+        observation.get("effectiveInstant"),
+        (period.get("end") or period.get("start")) if isinstance(period, dict) else None,
+        observation.get("issued"),
+    ):
+        if isinstance(candidate, str) and candidate[:4].isdigit():
+            return candidate[:10]
+    return ""
+
+
 def latest(resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Observations newest first (undated ones last)."""
-    return sorted(resources, key=lambda r: effective_date(r) or date.min, reverse=True)
+    return sorted(resources, key=_day_text, reverse=True)
 
 
 def current_condition(condition: Mapping[str, Any]) -> bool:

@@ -36,6 +36,7 @@ class Runtime:
                 deadline=settings.fhir_deadline,
                 max_pages=settings.fhir_max_pages,
                 max_workers=settings.fhir_max_workers,
+                calls_in_flight=settings.request_threads,
             )
         )
         return cls(

@@ -289,3 +289,21 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     assert ready["status"] == "ready"
     assert ready["topics"] >= 2
     assert re.fullmatch(r"[0-9a-f]{12}", ready["knowledgeVersion"])
+
+
+def test_deep_nesting_inside_prefetch_records_is_left_to_the_parser(client: FlaskClient) -> None:
+    # Prefetch records are read only at fixed paths, so the depth limit does not walk them (that walk
+    # cost more than decoding a long record); orjson's own 1024-level limit still applies.
+    body = _valid()
+    nested: dict[str, Any] = {}
+    cursor = nested
+    for _ in range(200):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    body["prefetch"]["patient"]["extension"] = [
+        {"url": "https://example.org/deep", "valueString": "x", "a": nested}
+    ]
+    assert client.post(ORDER_SIGN, json=body).status_code == 200
+    raw = b'{"hook": "order-sign", "prefetch": ' + b"[" * 1100 + b"]" * 1100 + b"}"
+    response = client.post(ORDER_SIGN, data=raw, content_type="application/json")
+    assert response.status_code == 400

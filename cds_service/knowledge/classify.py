@@ -7,7 +7,7 @@ code and ingredients. Works on DSTU2 MedicationOrder and STU3/R4 MedicationReque
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,16 +40,19 @@ class MedicationFacts:
         return "unnamed medication"
 
 
-def _concept_parts(concept: Any) -> Iterator[tuple[str, Any]]:
-    if not isinstance(concept, Mapping):
+def _take(concept: Any, codings: list[Mapping[str, Any]], texts: list[str]) -> None:
+    """Add a CodeableConcept's codings and its texts (text, coding displays) to the lists."""
+    if not isinstance(concept, dict):
         return
-    if isinstance(concept.get("text"), str):
-        yield "text", concept["text"]
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, Mapping):
-            yield "coding", coding
-            if isinstance(coding.get("display"), str):
-                yield "text", coding["display"]
+    text = concept.get("text")
+    if isinstance(text, str):
+        texts.append(text)
+    for coding in concept.get("coding") or ():
+        if isinstance(coding, dict):
+            codings.append(coding)
+            display = coding.get("display")
+            if isinstance(display, str):
+                texts.append(display)
 
 
 def resolve_medication(
@@ -78,29 +81,46 @@ def medication_facts(
 ) -> MedicationFacts:
     codings: list[Mapping[str, Any]] = []
     texts: list[str] = []
-
-    def take(concept: Any) -> None:
-        for kind, value in _concept_parts(concept):
-            (codings if kind == "coding" else texts).append(value)
-
-    take(order.get("medicationCodeableConcept"))
+    _take(order.get("medicationCodeableConcept"), codings, texts)
     reference = order.get("medicationReference")
+    if reference is None:  # the common case: a coded product, nothing to resolve
+        return MedicationFacts(tuple(codings), tuple(texts), None)
     if isinstance(reference, Mapping) and isinstance(reference.get("display"), str):
         texts.append(reference["display"])
     medication = resolve_medication(order, medications)
     if medication is not None:
-        take(medication.get("code"))
+        _take(medication.get("code"), codings, texts)
         for ingredient in medication.get("ingredient") or []:
             if isinstance(ingredient, Mapping):
-                take(ingredient.get("itemCodeableConcept"))
+                _take(ingredient.get("itemCodeableConcept"), codings, texts)
                 item_ref = ingredient.get("itemReference")
                 if isinstance(item_ref, Mapping) and isinstance(item_ref.get("display"), str):
                     texts.append(item_ref["display"])
     return MedicationFacts(tuple(codings), tuple(texts), medication)
 
 
+# (knowledge version, codes, texts) -> classes. Formularies are finite: the same product names and codes
+# come back on every patient's medication list, so a long record costs dictionary lookups, not regexes.
+_CLASSES: dict[tuple[str, tuple[tuple[Any, Any], ...], tuple[str, ...]], frozenset[str]] = {}
+_CLASSES_MAX = 50_000
+
+
 def classify(facts: MedicationFacts, knowledge: Knowledge) -> frozenset[str]:
     """The drug classes (names from DRUG_CLASSES) the medication belongs to."""
+    key = (
+        knowledge.version,
+        tuple((coding.get("system"), coding.get("code")) for coding in facts.codings),
+        facts.texts,
+    )
+    classes = _CLASSES.get(key)
+    if classes is None:
+        if len(_CLASSES) >= _CLASSES_MAX:
+            _CLASSES.clear()
+        classes = _CLASSES[key] = _classify(facts, knowledge)
+    return classes
+
+
+def _classify(facts: MedicationFacts, knowledge: Knowledge) -> frozenset[str]:
     classes = set()
     for name in DRUG_CLASSES:
         matcher = knowledge.valuesets.get(name)

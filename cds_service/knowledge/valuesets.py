@@ -64,14 +64,21 @@ class CodeMatcher:
     unverified: frozenset[tuple[str, str]] = frozenset()
 
     def matches_code(self, system: str | None, code: str | None) -> bool:
-        if not system or not code or not isinstance(code, str):
+        if not system or not isinstance(code, str):
             return False
-        normalised = _normalise_code(system, code)
-        if normalised in self.codes.get(system, ()):
+        stripped = code.strip()
+        if system in _PREFIX_SYSTEMS:
+            normalised = stripped.replace(".", "").upper()
+            prefixes = self.prefixes.get(system)
+            if prefixes and normalised.startswith(prefixes):  # str.startswith takes a tuple: one C call
+                return True
+        else:
+            normalised = stripped
+        codes = self.codes.get(system)
+        if codes and normalised in codes:
             return True
-        if any(normalised.startswith(prefix) for prefix in self.prefixes.get(system, ())):
-            return True
-        return any(pattern.fullmatch(code.strip()) for pattern in self.patterns.get(system, ()))
+        patterns = self.patterns.get(system)
+        return bool(patterns) and any(pattern.fullmatch(stripped) for pattern in patterns)
 
     def matches_coding(self, coding: Mapping[str, Any]) -> bool:
         return self.matches_code(coding.get("system"), coding.get("code"))

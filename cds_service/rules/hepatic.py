@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.record import coded, concept_text, current_condition, has_code
+from cds_service.record import coded, concept_text, current_condition
 from cds_service.rules.base import Finding, RuleContext
 from cds_service.rules.lowest_start import lowest_start_advice
 
@@ -17,9 +17,7 @@ def liver_conditions(ctx: RuleContext) -> list[Mapping[str, Any]]:
         if "conditions" in ctx.record.unavailable:
             return []
         liver = ctx.knowledge.valueset("liver-conditions")
-        return ctx.record.validated(
-            c for c in ctx.record.conditions if has_code(c, liver) and current_condition(c)
-        )
+        return ctx.record.validated(c for c in ctx.record.conditions_in(liver) if current_condition(c))
 
     return ctx.memo("liver", compute)
 

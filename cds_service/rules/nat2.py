@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.knowledge.loader import KnowledgeError
-from cds_service.record import effective_date, has_code, latest
+from cds_service.record import effective_date
 from cds_service.rules.base import Finding, RuleContext
 from cds_service.rules.lowest_start import lowest_start_advice
 
@@ -117,7 +117,7 @@ def nat2_status(ctx: RuleContext) -> Nat2Result | None:
     def compute() -> Nat2Result | None:
         config = _config(ctx)
         matcher = ctx.knowledge.valueset("nat2-observations")
-        for observation in latest(o for o in ctx.record.observations if has_code(o, matcher)):
+        for observation in ctx.record.observations_in(matcher):
             result = read_nat2(observation, config)
             if result is not None and result.phenotype != INDETERMINATE:
                 return result

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.dose import DoseResult, compute_dose
-from cds_service.record import Order, effective_date, has_code, latest, parse_date
+from cds_service.record import Order, effective_date, parse_date
 from cds_service.rules.base import RuleContext
 from cds_service.rules.dose_table import CHILD_UNDER_45KG, STANDARD, DoseRow, DoseTable, dose_table
 
@@ -88,7 +88,7 @@ def latest_weight(ctx: RuleContext) -> Weight | None:
 
     def compute() -> Weight | None:
         matcher = ctx.knowledge.valueset("body-weight-observations")
-        for observation in latest(o for o in ctx.record.observations if has_code(o, matcher)):
+        for observation in ctx.record.observations_in(matcher):
             weight = _weight_of(observation)
             if weight is not None:
                 return weight

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.record import concept_text, current_condition, effective_date, has_code, latest
+from cds_service.record import concept_text, current_condition, effective_date
 from cds_service.rules.base import Finding, RuleContext
 from cds_service.rules.lowest_start import StartAdvice, lowest_start_advice
 from cds_service.rules.patient import dose_of, fmt_mg, latest_weight, order_date, table
@@ -101,7 +101,7 @@ def _cockcroft_gault(ctx: RuleContext, observation: Mapping[str, Any], on: Any) 
 
 def _measured(ctx: RuleContext, on: Any) -> tuple[float, str] | None:
     matcher = ctx.knowledge.valueset("renal-function-observations")
-    renal = latest(o for o in ctx.record.observations if has_code(o, matcher))
+    renal = ctx.record.observations_in(matcher)
     for observation in renal:
         if _is(observation, CLEARANCE) and (reading := _value(observation)):
             return reading[0], f"measured creatinine clearance (LOINC {CLEARANCE}) {_when(observation)}"
@@ -129,11 +129,12 @@ def renal_status(ctx: RuleContext, on: Any) -> RenalStatus:
         limits = table(ctx)
         kidney = ctx.knowledge.valueset("kidney-conditions")
         end_stage = ctx.knowledge.valueset("end-stage-renal-disease")
-        present = [c for c in ctx.record.conditions if current_condition(c)]
+        end_stage_coded = {id(c) for c in ctx.record.conditions_in(end_stage)}
+        kidney_coded = {id(c) for c in ctx.record.conditions_in(kidney)} | end_stage_coded
         kidney_conditions = ctx.record.validated(
-            c for c in present if has_code(c, kidney) or has_code(c, end_stage)
+            c for c in ctx.record.conditions if id(c) in kidney_coded and current_condition(c)
         )
-        esrd_conditions = [c for c in kidney_conditions if has_code(c, end_stage)]
+        esrd_conditions = [c for c in kidney_conditions if id(c) in end_stage_coded]
         measured = _measured(ctx, on) if "renal" not in ctx.record.unavailable else None
         crcl, how = (
             measured if measured else (None, "no creatinine clearance, serum creatinine or eGFR on record")

@@ -17,13 +17,7 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
         return []
     seizures = ctx.knowledge.valueset("seizure-disorders")
     febrile = ctx.knowledge.valueset("febrile-seizures")
-    candidates = [
-        condition
-        for condition in ctx.record.conditions
-        if any(
-            seizures.matches_coding(coding) for coding in (condition.get("code") or {}).get("coding") or []
-        )
-    ]
+    candidates = ctx.record.conditions_in(seizures)
     refuted = [c for c in candidates if is_refuted(c)]
     if refuted:
         ctx.note(TOPIC, f"ignored {len(refuted)} refuted or entered-in-error seizure condition(s)")
