@@ -24,7 +24,11 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the service refuses to start."""
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+# Parsers for CDS_* variables, shared by every subsystem that reads its own variables from
+# ``Settings.env``: one spelling of on/off, one message shape for a bad value.
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -36,22 +40,38 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on/off (true/false), got {raw!r}")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+def env_number(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
     try:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ConfigError(f"{name} must be at least {minimum:g}{upper}, got {raw!r}")
+    return value
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
-def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    raw = env.get(name, "")
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+def env_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -80,18 +100,18 @@ class Settings:
         cards_dir = Path(env.get("CDS_CARDS_DIR") or DEFAULT_CARDS_DIR)
         settings = cls(
             cards_dir=cards_dir,
-            cors_origins=_list(env, "CDS_CORS_ORIGINS"),
-            max_body_bytes=int(_number(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)),
-            max_json_depth=int(_number(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8)),
-            fhir_connect_timeout=_number(env, "CDS_FHIR_CONNECT_TIMEOUT", 2.0, minimum=0.1),
-            fhir_read_timeout=_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
-            fhir_deadline=_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
-            fhir_max_pages=int(_number(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1)),
-            fhir_max_workers=int(_number(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1)),
-            request_threads=int(_number(env, "CDS_THREADS", 4, minimum=1)),
-            weight_max_age_days=int(_number(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1)),
+            cors_origins=env_list(env, "CDS_CORS_ORIGINS"),
+            max_body_bytes=env_int(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
+            max_json_depth=env_int(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8),
+            fhir_connect_timeout=env_number(env, "CDS_FHIR_CONNECT_TIMEOUT", 2.0, minimum=0.1),
+            fhir_read_timeout=env_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
+            fhir_deadline=env_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
+            fhir_max_pages=env_int(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1),
+            fhir_max_workers=env_int(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1),
+            request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
+            weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
-            preview_enabled=_bool(env, "CDS_PREVIEW_ENABLED", False),
+            preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
             env=env,
         )
         if not settings.cards_dir.is_dir():
@@ -100,4 +120,4 @@ class Settings:
 
     def flag(self, name: str, default: bool) -> bool:
         """Read an on/off variable from the raw environment (for subsystems)."""
-        return _bool(self.env, name, default)
+        return env_flag(self.env, name, default)

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from gunicorn.glogging import Logger
 
+from cds_service.config import ConfigError, env_flag, env_int
 from cds_service.observability import JsonFormatter, access_line
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -39,27 +40,17 @@ def _config_error(message: str) -> NoReturn:
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        _config_error(f"{name} must be an integer, got {raw!r}")
-    if value < minimum:
-        _config_error(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+        return env_int(os.environ, name, default, minimum=minimum)
+    except ConfigError as exc:
+        _config_error(str(exc))
 
 
 def _on(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    _config_error(f"{name} must be on/off, got {raw!r}")
+    try:
+        return env_flag(os.environ, name, default)
+    except ConfigError as exc:
+        _config_error(str(exc))
 
 
 def _bind_address() -> str:

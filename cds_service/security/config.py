@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from cds_service.config import ConfigError, Settings
+from cds_service.config import ConfigError, Settings, env_list, env_number
 from cds_service.security.fhir_allowlist import normalize_base_url
 
 # Asymmetric algorithms only: the spec forbids `none` and every HMAC algorithm.
@@ -62,7 +62,7 @@ class SecuritySettings:
     @classmethod
     def from_settings(cls, settings: Settings) -> SecuritySettings:
         env = settings.env
-        algorithms = _csv(env.get("CDS_JWT_ALGORITHMS")) or DEFAULT_ALGORITHMS
+        algorithms = env_list(env, "CDS_JWT_ALGORITHMS") or DEFAULT_ALGORITHMS
         unsupported = [alg for alg in algorithms if alg not in SUPPORTED_ALGORITHMS]
         if unsupported:
             raise ConfigError(
@@ -76,7 +76,7 @@ class SecuritySettings:
                 raise ConfigError(f"CDS_PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
         try:
             fhir_allowlist = tuple(
-                normalize_base_url(url) for url in _csv(env.get("CDS_FHIR_SERVER_ALLOWLIST"))
+                normalize_base_url(url) for url in env_list(env, "CDS_FHIR_SERVER_ALLOWLIST")
             )
         except ValueError as exc:
             raise ConfigError(f"CDS_FHIR_SERVER_ALLOWLIST: {exc}") from exc
@@ -89,37 +89,17 @@ class SecuritySettings:
             trusted_clients_path=Path(trusted) if trusted else None,
             public_base_url=public_base_url,
             algorithms=algorithms,
-            leeway=_seconds(env, "CDS_JWT_LEEWAY", 30.0, maximum=300.0),
-            max_token_lifetime=_seconds(env, "CDS_JWT_MAX_LIFETIME", 3600.0, minimum=1.0),
-            jwks_timeout=_seconds(env, "CDS_JWKS_TIMEOUT", 3.0, minimum=0.1, maximum=30.0),
-            jwks_cache_seconds=_seconds(env, "CDS_JWKS_CACHE_SECONDS", 3600.0, minimum=60.0),
-            jwks_refresh_interval=_seconds(env, "CDS_JWKS_REFRESH_INTERVAL", 60.0, minimum=1.0),
+            leeway=env_number(env, "CDS_JWT_LEEWAY", 30.0, maximum=300.0),
+            max_token_lifetime=env_number(env, "CDS_JWT_MAX_LIFETIME", 3600.0, minimum=1.0),
+            jwks_timeout=env_number(env, "CDS_JWKS_TIMEOUT", 3.0, minimum=0.1, maximum=30.0),
+            jwks_cache_seconds=env_number(env, "CDS_JWKS_CACHE_SECONDS", 3600.0, minimum=60.0),
+            jwks_refresh_interval=env_number(env, "CDS_JWKS_REFRESH_INTERVAL", 60.0, minimum=1.0),
             fhir_allowlist=fhir_allowlist,
             allow_http_fhir=settings.flag("CDS_ALLOW_HTTP_FHIR", False),
             replay_cache=replay_cache,
             database_url=(env.get("CDS_DATABASE_URL") or "").strip() or None,
             hsts=settings.flag("CDS_HSTS", True),
         )
-
-
-def _csv(raw: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
-
-
-def _seconds(
-    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
-) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and at most {maximum:g}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be at least {minimum:g}{upper}, got {raw!r}")
-    return value
 
 
 def load_trusted_clients(path: Path) -> tuple[TrustedClient, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service.config import ConfigError, Settings, _bool
+from cds_service.config import ConfigError, Settings, env_flag, env_int
 
 
 @dataclass(frozen=True)
@@ -39,22 +39,9 @@ class StorageConfig:
         return cls(
             database_url=url,
             data_dir=data_dir,
-            auto_upgrade=_bool(env, "CDS_DB_AUTO_UPGRADE", True),
-            admin_enabled=_bool(env, "CDS_ADMIN_ENABLED", False),
-            retention_days=_positive_int(env, "CDS_AUDIT_RETENTION_DAYS", 400),
+            auto_upgrade=env_flag(env, "CDS_DB_AUTO_UPGRADE", True),
+            admin_enabled=env_flag(env, "CDS_ADMIN_ENABLED", False),
+            retention_days=env_int(env, "CDS_AUDIT_RETENTION_DAYS", 400, minimum=1),
             patient_id_salt=(env.get("CDS_PATIENT_ID_SALT") or "").strip() or None,
-            queue_size=_positive_int(env, "CDS_AUDIT_QUEUE_SIZE", 10_000),
+            queue_size=env_int(env, "CDS_AUDIT_QUEUE_SIZE", 10_000, minimum=1),
         )
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {raw!r}")
-    return value
