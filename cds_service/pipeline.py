@@ -81,11 +81,7 @@ def run(
         today=today or date.today(),
         options=options or Options(),
     )
-    if (
-        not ctx.amifampridine_orders()
-        and not ctx.current_amifampridine()
-        and "medications" not in data.unavailable
-    ):
+    if not ctx.concerns_amifampridine():
         ctx.note("engine", "no amifampridine in the orders in question or the current medications")
         return Outcome(cards=[], notes=ctx.notes, orders=drafts, record=record, data=data)
     findings = evaluate(ctx)

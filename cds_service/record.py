@@ -7,7 +7,6 @@ because validating a whole 240 KB record costs ten times more than decoding it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,11 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cds_service.fhir_models import model_for
 from cds_service.knowledge.classify import MedicationFacts, classify, medication_facts
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.valuesets import CodeMatcher
-
-log = logging.getLogger(__name__)
 
 ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
 # Statuses of a current prescription: what "the patient is on" means for interactions and titration.
@@ -169,20 +167,9 @@ class PatientRecord:
         return self._coded_in("conditions", matcher)
 
     def birth_date(self) -> date | None:
-        raw = (self.patient or {}).get("birthDate")
-        if not isinstance(raw, str):
-            return None
-        parts = raw.split("-")
-        try:
-            # A partial date (1969 or 1969-03) gives the earliest day it can mean: the oldest age,
-            # which is the conservative choice only for the under-6 check; callers say "about".
-            return date(
-                int(parts[0]),
-                int(parts[1]) if len(parts) > 1 else 1,
-                int(parts[2][:2]) if len(parts) > 2 else 1,
-            )
-        except (ValueError, IndexError):
-            return None
+        # A partial date (1969 or 1969-03) gives the earliest day it can mean: the oldest age,
+        # which is the conservative choice only for the under-6 check; callers say "about".
+        return parse_date((self.patient or {}).get("birthDate"))
 
     def age_on(self, day: date) -> int | None:
         """Age in whole years on ``day`` (None without a birth date)."""
@@ -195,8 +182,6 @@ class PatientRecord:
 
     def validated(self, resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The given resources that are valid FHIR R4 (R4B models); invalid ones are skipped and noted."""
-        from cds_service.fhir_models import model_for  # imported lazily: only rules that fire pay for it
-
         kept = []
         for resource in resources:
             key = id(resource)

@@ -74,7 +74,9 @@ RULES: tuple[RuleSpec, ...] = (
 
 
 def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> list[Finding]:
-    """Run every rule whose data is there; report the others in one data-unavailable finding."""
+    """Run every rule whose data is there; report the others in one data-unavailable finding.
+
+    Called only when ``ctx.concerns_amifampridine()`` (the pipeline returns earlier otherwise)."""
     findings: list[Finding] = []
     not_run: list[RuleSpec] = []
     for spec in rules:
@@ -84,17 +86,9 @@ def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> list[Findin
             ctx.note(spec.name, f"not run: {', '.join(missing)} unavailable")
             continue
         findings.extend(spec.run(ctx))
-    if not_run and _concerns_amifampridine(ctx):
+    if not_run:
         findings.append(_data_unavailable(ctx, not_run))
     return findings
-
-
-def _concerns_amifampridine(ctx: RuleContext) -> bool:
-    # Without the current medication list we cannot know whether a co-drug meets amifampridine, so
-    # any order in question concerns it then.
-    return bool(ctx.amifampridine_orders() or ctx.current_amifampridine()) or (
-        "medications" in ctx.record.unavailable and bool(ctx.orders)
-    )
 
 
 def _data_unavailable(ctx: RuleContext, not_run: Sequence[RuleSpec]) -> Finding:

@@ -75,6 +75,15 @@ class RuleContext:
     def current_amifampridine(self) -> list[Order]:
         return [order for order in self.record.current_orders if order.is_(AMIFAMPRIDINE)]
 
+    def concerns_amifampridine(self) -> bool:
+        """Amifampridine is ordered or current — or may be: without the current medication list we
+        cannot know whether a co-drug in question meets it."""
+        return bool(
+            self.amifampridine_orders()
+            or self.current_amifampridine()
+            or ("medications" in self.record.unavailable and self.orders)
+        )
+
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per call for ``key``; later rules reuse the answer."""
         if key not in self.cache:

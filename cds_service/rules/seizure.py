@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.record import coded, concept_text, is_refuted
+from cds_service.record import coded, concept_text, has_code, is_refuted
 from cds_service.rules.base import Finding, RuleContext
 
 TOPIC = "seizure-history"
@@ -27,10 +27,7 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
         ctx.note(TOPIC, f"no seizure condition among {len(ctx.record.conditions)} condition(s)")
         return []
     names = [concept_text(c) for c in history]
-    only_febrile = all(
-        any(febrile.matches_coding(coding) for coding in (c.get("code") or {}).get("coding") or [])
-        for c in history
-    )
+    only_febrile = all(has_code(c, febrile) for c in history)
     cited = ", ".join(f"Condition/{c.get('id')}" for c in history)
     ctx.note(TOPIC, f"seizure history: {cited}")
     listed = "; ".join(f"{name} ({_status(c)})" for name, c in zip(names, history, strict=True))
