@@ -16,6 +16,7 @@ from builders import (
     assert_no_empty_fields,
     empty_prefetch,
     epilepsy,
+    ibuprofen_order,
     order_sign,
     searchset,
     topics,
@@ -307,3 +308,57 @@ def test_deep_nesting_inside_prefetch_records_is_left_to_the_parser(client: Flas
     raw = b'{"hook": "order-sign", "prefetch": ' + b"[" * 1100 + b"]" * 1100 + b"}"
     response = client.post(ORDER_SIGN, data=raw, content_type="application/json")
     assert response.status_code == 400
+
+
+def _with_bad_number_in_conditions(body: dict[str, Any]) -> bytes:
+    # 1e999 is valid JSON syntax that no decoder can turn into a float: the conditions record is only
+    # found to be unreadable when something decodes it.
+    raw = json.dumps(body).encode()
+    marker = b'"conditions": {"resourceType": "Bundle"'
+    assert marker in raw
+    return raw.replace(marker, b'"conditions": {"resourceType": "Bundle", "x": 1e999', 1)
+
+
+def test_prefetch_is_decoded_only_when_the_order_concerns_amifampridine(client: FlaskClient) -> None:
+    unrelated = order_sign(ibuprofen_order(), prefetch=empty_prefetch())
+    response = client.post(
+        ORDER_SIGN, data=_with_bad_number_in_conditions(unrelated), content_type="application/json"
+    )
+    # Not amifampridine: the patient data is never read, so its unreadable number goes unnoticed.
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+    response = client.post(
+        ORDER_SIGN, data=_with_bad_number_in_conditions(_valid()), content_type="application/json"
+    )
+    assert response.status_code == 400
+    outcome = _outcome(response)
+    assert outcome["expression"] == ["prefetch.conditions"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expression"),
+    [
+        (b'{"hook": "order-sign", "prefetch": [1]}', ["prefetch"]),
+        (b'{"hook": "order-sign", "prefetch": "patient"}', ["prefetch"]),
+        (b'{"hook": "order-sign", "prefetch": {"patient": {"resourceType": "Patient",}}}', None),
+    ],
+)
+def test_prefetch_that_is_not_an_object_or_not_json_gets_400(
+    client: FlaskClient, raw: bytes, expression: list[str] | None
+) -> None:
+    response = client.post(ORDER_SIGN, data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert _outcome(response).get("expression") == expression
+
+
+def test_unread_top_level_members_and_null_prefetch_values_keep_their_meaning(client: FlaskClient) -> None:
+    body = _valid()
+    body["extension"] = {"com.example.ehr": {"deep": [1, 2, 3]}}
+    body["prefetch"]["allergies"] = [1]  # not a resource: refused, naming the key
+    response = client.post(ORDER_SIGN, json=body)
+    assert response.status_code == 400
+    assert _outcome(response)["expression"] == ["prefetch.allergies"]
+    body["prefetch"]["allergies"] = None  # null: the EHR has none; nothing to fetch, nothing missing
+    body["prefetch"]["conditions"] = searchset(epilepsy())
+    assert topics(client.post(ORDER_SIGN, json=body).get_json()) == ["seizure-history"]

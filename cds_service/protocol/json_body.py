@@ -1,18 +1,24 @@
-"""Read a request's JSON body once, fast (orjson), with the limits a public endpoint needs.
+"""Read a request's JSON body once, fast, with the limits a public endpoint needs.
 
 Flask's MAX_CONTENT_LENGTH turns an oversized body into 413 before it is read; here a body that is not
 JSON gets 415 (wrong media type) or 400 (malformed), and nesting deeper than the limit (outside the
 prefetch records, see ``_NOT_WALKED``) gets 400 before any code walks it.
+
+A hook call's prefetch records (hundreds of KB for a long record) are checked for JSON syntax but left
+as raw bytes (``msgspec.Raw``) until the pipeline needs them: most orders are not amifampridine, and
+for those no patient data is ever turned into Python objects (``raw_json.decoded`` reads one).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 from flask import request
 
 from cds_service.protocol.errors import CdsError, InvalidRequest
+from cds_service.protocol.raw_json import RawJson
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 
@@ -44,17 +50,72 @@ def _depth_exceeds(body: Any, limit: int) -> bool:
     return False
 
 
-def read_json(max_depth: int) -> Any:
+def _raw_body() -> bytes:
     mimetype = request.mimetype or ""
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise CdsError(415, "the request body must be JSON (Content-Type: application/json)")
     raw = request.get_data(cache=False)
     if not raw:
         raise InvalidRequest("the request body is empty")
+    return raw
+
+
+def _check_depth(body: Any, max_depth: int) -> Any:
+    if _depth_exceeds(body, max_depth):
+        raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
+    return body
+
+
+def read_json(max_depth: int) -> Any:
+    """The whole body, decoded (feedback and other small bodies)."""
+    raw = _raw_body()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON (at character {exc.pos})") from exc
-    if _depth_exceeds(body, max_depth):
-        raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
-    return body
+    return _check_depth(body, max_depth)
+
+
+class _HookRequest(msgspec.Struct):
+    """The members of a CDS Hooks request the service reads; any other member is skipped unread.
+
+    UNSET tells an absent member from an explicit null (prefetch semantics depend on it).
+    """
+
+    hook: Any = msgspec.UNSET
+    hookInstance: Any = msgspec.UNSET
+    fhirServer: Any = msgspec.UNSET
+    fhirAuthorization: Any = msgspec.UNSET
+    context: Any = msgspec.UNSET
+    prefetch: dict[str, RawJson] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+_HOOK_REQUEST = msgspec.json.Decoder(_HookRequest)
+_MEMBERS = _HookRequest.__struct_fields__
+
+
+def _prefetch_value(raw: RawJson) -> Any:
+    """``null`` as None and a JSON object left raw; any other JSON value decoded (validation refuses it)."""
+    first = bytes(memoryview(raw)[:1])
+    if first == b"{":
+        return raw
+    return orjson.loads(memoryview(raw))  # null, or a small wrong value: msgspec has checked its syntax
+
+
+def read_hook_request(max_depth: int) -> dict[str, Any]:
+    """A hook call's body as a dict of its members, the prefetch objects still raw (``RawJson``)."""
+    raw = _raw_body()
+    try:
+        parsed = _HOOK_REQUEST.decode(raw)
+    except msgspec.ValidationError as exc:  # every member but prefetch accepts any JSON value
+        if "$.prefetch" in str(exc):
+            raise InvalidRequest("prefetch must be a JSON object", "prefetch") from exc
+        raise InvalidRequest("the request body must be a JSON object") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels") from exc
+    body = {name: value for name in _MEMBERS if (value := getattr(parsed, name)) is not msgspec.UNSET}
+    if isinstance(parsed.prefetch, dict):
+        body["prefetch"] = {key: _prefetch_value(value) for key, value in parsed.prefetch.items()}
+    return _check_depth(body, max_depth)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cds_service.fhir_client import FhirClient, next_link
+from cds_service.protocol.raw_json import decoded
 from cds_service.protocol.validation import HookCall
 
 TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
@@ -77,9 +78,11 @@ def resolve(
     """Prefetch as sent, plus the FHIR server for what is missing, failed or paginated."""
     data = ResolvedData()
     jobs: dict[str, str | dict[str, Any]] = {}
+    # Only the advertised keys are decoded (once, here); anything else the EHR sent stays unread.
+    sent = {key: decoded(call.prefetch[key], f"prefetch.{key}") for key in templates if key in call.prefetch}
     for key, template in templates.items():
-        if key in call.prefetch and not _is_operation_outcome(call.prefetch[key]):
-            value = call.prefetch[key]
+        if key in sent and not _is_operation_outcome(sent[key]):
+            value = sent[key]
             data.values[key] = value
             if isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and next_link(value):
                 jobs[key] = dict(value)
@@ -94,7 +97,7 @@ def resolve(
     if call.fhir_server is None:
         for key in jobs:
             data.values.pop(key, None)
-            data.unavailable[key] = _why_not_fetched(call.prefetch.get(key, None), key in call.prefetch)
+            data.unavailable[key] = _why_not_fetched(sent.get(key), key in sent)
         return data
     authorize_server(call.fhir_server)  # raises 403 before any outbound request
     results = client.fetch_all(call.fhir_server, jobs, call.access_token)

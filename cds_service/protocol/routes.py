@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from cds_service import metrics, pipeline
 from cds_service.protocol.errors import CdsError
-from cds_service.protocol.json_body import read_json
+from cds_service.protocol.json_body import read_hook_request, read_json
 from cds_service.protocol.prefetch import ResolvedData, resolve
 from cds_service.protocol.services import SERVICES, ServiceDefinition
 from cds_service.protocol.validation import HookCall, validate_call, validate_feedback
@@ -45,7 +45,7 @@ def discovery() -> Response:
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    body = read_json(runtime().settings.max_json_depth)
+    body = read_hook_request(runtime().settings.max_json_depth)
     call = validate_call(body, service)
     g.cds_log = {"service": service.id, "hook": service.hook.hook, "hookInstance": call.hook_instance}
     rt = runtime()

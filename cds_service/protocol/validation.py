@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.protocol.errors import InvalidRequest
+from cds_service.protocol.raw_json import is_json_object
 from cds_service.protocol.services import ServiceDefinition
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -138,7 +139,7 @@ def _prefetch(body: Mapping[str, Any]) -> Mapping[str, Any]:
         raise InvalidRequest("prefetch must be a JSON object", "prefetch")
     for key in PREFETCH_KEYS:
         value = prefetch.get(key)
-        if key in prefetch and value is not None and not isinstance(value, dict):
+        if key in prefetch and value is not None and not is_json_object(value):
             raise InvalidRequest(f"prefetch.{key} must be a FHIR resource or null", f"prefetch.{key}")
     return prefetch
 
