@@ -222,3 +222,32 @@ def test_draft_orders_are_never_read_back_from_the_server(client: FlaskClient) -
         _serve_record(mocked)
         client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
         assert not [c for c in mocked.calls if "draft-amf" in c.request.url]
+
+
+def test_a_netrc_entry_for_the_fhir_host_does_not_replace_the_ehr_token(
+    client: FlaskClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests, left to read the environment, would send ~/.netrc credentials instead of our header.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine ehr.example.org login intruder password not-the-ehr-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        _serve_record(mocked, conditions=searchset(epilepsy()))
+        response = client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert len(mocked.calls) == 7
+        assert all(call.request.headers["Authorization"] == f"Bearer {TOKEN}" for call in mocked.calls)
+
+
+def test_proxy_variables_are_honoured_per_fhir_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cds_service.fhir_client import _proxies_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.example:3128")
+    monkeypatch.setenv("NO_PROXY", "fhir.internal.example")
+    _proxies_for.cache_clear()
+    try:
+        assert _proxies_for("https://ehr.example.org")["https"] == "http://proxy.hospital.example:3128"
+        assert _proxies_for("https://fhir.internal.example") == {}
+    finally:
+        _proxies_for.cache_clear()
