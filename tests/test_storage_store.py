@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import event, func, inspect, select, text, update
 
 from cds_service.metrics import AUDIT_WRITE_FAILURES
 from cds_service.storage import migrate
@@ -309,6 +310,34 @@ def test_close_drains_everything_queued(database_url: str, tmp_path: Path) -> No
         assert row_for(reopened.report(), "dose-cap", "critical")["cardsShown"] == 300
     finally:
         reopened.close()
+
+
+def test_responses_queued_together_are_written_in_one_statement(store: AuditStore) -> None:
+    inserts: list[str] = []
+    first_insert_running = threading.Event()
+    release = threading.Event()
+
+    def count(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ISSUED_CARD"):
+            inserts.append(statement)
+            first_insert_running.set()
+            release.wait(10)  # hold the writer while the next responses queue up
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        issue(store, card("seizure-history"), card("dose-cap", "critical"))
+        assert first_insert_running.wait(10)
+        for _ in range(49):
+            issue(store, card("seizure-history"), card("dose-cap", "critical"))
+        release.set()
+        assert store.flush(10)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    # The first response alone, then the 49 that waited: two statements, not fifty.
+    assert len(inserts) == 2
+    assert row_for(store.report(), "seizure-history")["cardsShown"] == 50
 
 
 def test_over_long_values_are_clipped_not_rejected(store: AuditStore) -> None:

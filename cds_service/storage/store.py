@@ -19,7 +19,7 @@ from cds_service.storage.engine import make_engine
 from cds_service.storage.identity import load_or_create_salt, patient_hash
 from cds_service.storage.models import Feedback, IssuedCard
 from cds_service.storage.report import build_report
-from cds_service.storage.writer import BackgroundWriter
+from cds_service.storage.writer import BackgroundWriter, InsertRows
 
 log = logging.getLogger("cds_service.storage")
 
@@ -105,12 +105,11 @@ class AuditStore:
             # Hash now when the salt is known, so the raw id does not wait in memory.
             hashed = patient_hash(self._salt, patient_id) if self._salt else None
 
-            def job(conn: Connection) -> None:
+            def values() -> list[dict[str, Any]]:
                 digest = hashed if hashed or not patient_id else patient_hash(self._salt or "", patient_id)
-                values = [{**row, "patient_hash": digest} for row in rows]
-                conn.execute(insert_ignore(conn, IssuedCard), values)
+                return [{**row, "patient_hash": digest} for row in rows]
 
-            self._writer.submit(job)
+            self._writer.submit(InsertRows(IssuedCard, values))
         except Exception as exc:  # the hook response must go out whatever happens here
             AUDIT_WRITE_FAILURES.inc()
             log.error("could not queue audit record (%s)", type(exc).__name__)
