@@ -241,7 +241,19 @@ def test_non_json_body_gets_415(client: FlaskClient) -> None:
     _outcome(response)
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"null"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b'{"hook": "order-sign", "hookInstance": "\xb5"}',  # not UTF-8
+        b'{"hook": "order-sign", "hookInstance": "\\ud800"}',  # a lone surrogate
+        b'{"hook": "order-sign", "context": {"n": 1e999}}',  # no float can hold it
+    ],
+)
 def test_malformed_json_gets_400(client: FlaskClient, raw: bytes) -> None:
     response = client.post(ORDER_SIGN, data=raw, content_type="application/json")
     assert response.status_code == 400
@@ -342,6 +354,7 @@ def test_prefetch_is_decoded_only_when_the_order_concerns_amifampridine(client: 
         (b'{"hook": "order-sign", "prefetch": [1]}', ["prefetch"]),
         (b'{"hook": "order-sign", "prefetch": "patient"}', ["prefetch"]),
         (b'{"hook": "order-sign", "prefetch": {"patient": {"resourceType": "Patient",}}}', None),
+        (b'{"hook": "order-sign", "prefetch": {"patient": [1e999]}}', ["prefetch.patient"]),
     ],
 )
 def test_prefetch_that_is_not_an_object_or_not_json_gets_400(

@@ -18,7 +18,7 @@ import orjson
 from flask import request
 
 from cds_service.protocol.errors import CdsError, InvalidRequest
-from cds_service.protocol.raw_json import RawJson
+from cds_service.protocol.raw_json import RawJson, decoded
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 
@@ -94,12 +94,11 @@ _HOOK_REQUEST = msgspec.json.Decoder(_HookRequest)
 _MEMBERS = _HookRequest.__struct_fields__
 
 
-def _prefetch_value(raw: RawJson) -> Any:
-    """``null`` as None and a JSON object left raw; any other JSON value decoded (validation refuses it)."""
-    first = bytes(memoryview(raw)[:1])
-    if first == b"{":
+def _prefetch_value(key: str, raw: RawJson) -> Any:
+    """A JSON object left raw; ``null`` as None and any other value decoded (validation refuses those)."""
+    if bytes(memoryview(raw)[:1]) == b"{":
         return raw
-    return orjson.loads(memoryview(raw))  # null, or a small wrong value: msgspec has checked its syntax
+    return decoded(raw, f"prefetch.{key}")
 
 
 def read_hook_request(max_depth: int) -> dict[str, Any]:
@@ -107,15 +106,21 @@ def read_hook_request(max_depth: int) -> dict[str, Any]:
     raw = _raw_body()
     try:
         parsed = _HOOK_REQUEST.decode(raw)
-    except msgspec.ValidationError as exc:  # every member but prefetch accepts any JSON value
-        if "$.prefetch" in str(exc):
+    except msgspec.ValidationError as exc:  # a wrong type at the root or for prefetch, or a huge number
+        message = str(exc)
+        where = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else "$"
+        if where == "$":
+            raise InvalidRequest("the request body must be a JSON object") from exc
+        if where == "$.prefetch":
             raise InvalidRequest("prefetch must be a JSON object", "prefetch") from exc
-        raise InvalidRequest("the request body must be a JSON object") from exc
-    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON ({message})") from exc
+    except msgspec.DecodeError as exc:  # msgspec names the byte offset, never the content
         raise InvalidRequest(f"the request body is not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid UTF-8 (at byte {exc.start})") from exc
     except RecursionError as exc:
         raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels") from exc
     body = {name: value for name in _MEMBERS if (value := getattr(parsed, name)) is not msgspec.UNSET}
     if isinstance(parsed.prefetch, dict):
-        body["prefetch"] = {key: _prefetch_value(value) for key, value in parsed.prefetch.items()}
+        body["prefetch"] = {key: _prefetch_value(key, value) for key, value in parsed.prefetch.items()}
     return _check_depth(body, max_depth)
