@@ -117,7 +117,7 @@ def read_hook_request(max_depth: int) -> dict[str, Any]:
     except msgspec.DecodeError as exc:  # msgspec names the byte offset, never the content
         raise InvalidRequest(f"the request body is not valid JSON ({exc})") from exc
     except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid UTF-8 (at byte {exc.start})") from exc
+        raise InvalidRequest("the request body is not valid UTF-8") from exc
     except RecursionError as exc:
         raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels") from exc
     body = {name: value for name in _MEMBERS if (value := getattr(parsed, name)) is not msgspec.UNSET}
