@@ -180,8 +180,9 @@ class FhirClient:
 
 
 def _origin(url: str) -> str:
+    """scheme://host[:port], the host lower-cased (host names are case-insensitive)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -198,5 +199,4 @@ def next_link(bundle: Mapping[str, Any]) -> str | None:
 
 
 def _same_origin(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+    return _origin(url) == _origin(base_url)
