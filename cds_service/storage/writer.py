@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -46,6 +46,12 @@ class InsertRows:
 
     def __call__(self, conn: Connection) -> None:
         conn.execute(insert_ignore(conn, self.model), self.rows())
+
+    @staticmethod
+    def merged(model: type, jobs: Iterable[InsertRows]) -> InsertRows:
+        """One job inserting the rows of all ``jobs`` (all into ``model``)."""
+        parts = list(jobs)
+        return InsertRows(model, lambda: [row for job in parts for row in job.rows()])
 
 
 _BATCH = 200
@@ -203,14 +209,14 @@ class BackgroundWriter:
             self._prepare()
         with self._engine.begin() as conn:
             # Consecutive inserts into one table become one statement; other jobs run as they are.
-            for model, group in groupby(batch, key=lambda job: getattr(job, "model", None)):
-                jobs = list(group)
-                if model is None or len(jobs) == 1:
-                    for job in jobs:
+            for model, group in groupby(
+                batch, key=lambda job: job.model if isinstance(job, InsertRows) else None
+            ):
+                if model is None:
+                    for job in group:
                         job(conn)
                 else:
-                    rows = [row for job in jobs for row in job.rows()]  # type: ignore[attr-defined]
-                    conn.execute(insert_ignore(conn, model), rows)
+                    InsertRows.merged(model, [job for job in group if isinstance(job, InsertRows)])(conn)
 
     def _count_drop(self, message: str) -> None:
         self.dropped += 1
