@@ -195,7 +195,7 @@ def service_env(base: Mapping[str, str], port: int, data_dir: Path) -> dict[str,
         }
     )
     # Worker and thread counts stay at their production defaults unless the caller sets them.
-    for name in ("CDS_WORKERS", "CDS_THREADS", "CDS_ACCESS_LOG"):
+    for name in ("CDS_WORKERS", "CDS_THREADS", "CDS_ACCESS_LOG", "CDS_KEEPALIVE_REQUESTS"):
         if name in base:
             env[name] = base[name]
     return env
@@ -444,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             "fhir_delay_s": FHIR_DELAY,
             "workers": os.environ.get("CDS_WORKERS", "2 (default)"),
             "threads": os.environ.get("CDS_THREADS", "4 (default)"),
+            "keepalive_requests": os.environ.get("CDS_KEEPALIVE_REQUESTS", "50 (default)"),
         },
         "body_bytes": sizes,
         "card_topics": checks,

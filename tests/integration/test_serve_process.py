@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0
     raise AssertionError(f"cds-service serve did not become ready within {timeout:g} s")
 
 
-def test_served_process_answers_the_simulator(
-    seizure_case: Case, fhir_server: FhirServer, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def served(tmp_path: Path, **settings: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``cds-service serve`` on a free loopback port: (its URL, the environment it runs with)."""
     port = free_port()
     env = {
         **os.environ,
@@ -45,18 +47,29 @@ def test_served_process_answers_the_simulator(
         "CDS_DATA_DIR": str(tmp_path / "data"),
         "CDS_WORKERS": "1",
         "NO_COLOR": "1",
+        **settings,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [str(BIN / "cds-service"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server)
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "cds-service"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, server)
+            yield url, env
+        finally:
+            stop_process(server, timeout=20)
+    assert server.returncode is not None
+
+
+def test_served_process_answers_the_simulator(
+    seizure_case: Case, fhir_server: FhirServer, tmp_path: Path
+) -> None:
+    with served(tmp_path) as (url, env):
         body = request_of(seizure_case)
         order = tmp_path / "order.json"
         order.write_text(json.dumps(body["context"]["draftOrders"]))
@@ -84,7 +97,19 @@ def test_served_process_answers_the_simulator(
             )
         assert result.returncode == 0, result.stderr
         assert topics(json.loads(result.stdout)["cards"]) == sorted(seizure_case.expected)
-    finally:
-        stop_process(server, timeout=20)
-        log.close()
-    assert server.returncode is not None
+
+
+def test_a_connection_is_closed_after_its_request_allowance(tmp_path: Path) -> None:
+    # So that a few kept-alive client connections cannot pin all the load on one worker.
+    with served(tmp_path, CDS_KEEPALIVE_REQUESTS="3") as (url, _):
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+        try:
+            answers = []
+            for _ in range(3):
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                response.read()
+                answers.append((response.status, response.getheader("Connection")))
+        finally:
+            connection.close()
+    assert answers == [(200, "keep-alive"), (200, "keep-alive"), (200, "close")]
