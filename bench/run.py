@@ -56,6 +56,10 @@ class Run:
     mean_ms: float
     errors: int
     non_2xx: int
+    # From /proc: CPU time of the server's worker processes (all threads) per request, and the busiest
+    # worker's part of it (0.5 with two workers is an even split; 1.0 means one worker did everything).
+    cpu_ms_per_request: float = 0.0
+    busiest_worker_share: float = 0.0
 
 
 @dataclass
@@ -137,6 +141,18 @@ def workers_of(master: int) -> list[int]:
     return sorted(found)
 
 
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of a process, all threads, in clock ticks (/proc/<pid>/stat 14 + 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        raise SystemExit(f"bench: worker {pid} is gone (crash or timeout); see the server log") from None
+    return int(fields[11]) + int(fields[12])
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -166,6 +182,23 @@ def wrk(binary: str, url: str, body: Path, *, connections: int, seconds: float) 
         if line.startswith("BENCH_JSON "):
             return Run(**json.loads(line.removeprefix("BENCH_JSON ")))
     raise SystemExit(f"bench: wrk gave no figures:\n{done.stdout}\n{done.stderr}")
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    workers: list[int]
+
+
+def measured(binary: str, server: Server, body: Path, *, connections: int, seconds: float) -> Run:
+    """A wrk run, with the CPU the server's workers spent on it."""
+    before = [cpu_ticks(pid) for pid in server.workers]
+    run = wrk(binary, server.url, body, connections=connections, seconds=seconds)
+    used = [cpu_ticks(pid) - start for pid, start in zip(server.workers, before, strict=True)]
+    total = sum(used)
+    run.cpu_ms_per_request = total * TICK_MS / run.requests if run.requests else 0.0
+    run.busiest_worker_share = max(used) / total if total else 0.0
+    return run
 
 
 def post(url: str, body: bytes) -> tuple[int, dict[str, Any], float]:
@@ -216,18 +249,29 @@ def combine(runs: list[Run]) -> Run:
         mean_ms=sum(r.mean_ms * r.requests for r in runs) / requests if requests else 0.0,
         errors=sum(r.errors for r in runs),
         non_2xx=sum(r.non_2xx for r in runs),
+        cpu_ms_per_request=sum(r.cpu_ms_per_request * r.requests for r in runs) / max(1, requests),
+        busiest_worker_share=max(r.busiest_worker_share for r in runs),
     )
 
 
-def compare(workload: Workload, wrk_bin: str, urls: tuple[str, str], seconds: float, rounds: int) -> None:
+def compare(
+    workload: Workload, wrk_bin: str, servers: tuple[Server, Server], seconds: float, rounds: int
+) -> None:
     """Baseline and service in turns, ``rounds`` times: a machine busy with other work slows both alike."""
-    baseline_url, service_url = urls
     baseline: list[Run] = []
     service: list[Run] = []
     for _ in range(rounds):
-        for url, runs in ((baseline_url, baseline), (service_url, service)):
-            runs.append(wrk(wrk_bin, url, workload.body, connections=workload.connections, seconds=seconds))
+        for server, runs in zip(servers, (baseline, service), strict=True):
+            runs.append(
+                measured(wrk_bin, server, workload.body, connections=workload.connections, seconds=seconds)
+            )
     workload.baseline, workload.service = combine(baseline), combine(service)
+    s, b = workload.service, workload.baseline
+    workload.notes.append(
+        f"worker CPU per request: service {s.cpu_ms_per_request:.1f} ms, "
+        f"baseline {b.cpu_ms_per_request:.1f} ms; busiest worker's share of it: "
+        f"service {s.busiest_worker_share:.2f}, baseline {b.busiest_worker_share:.2f}"
+    )
 
 
 def memory_phase(
@@ -383,9 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             Workload("b", f"(b) no prefetch, 50 ms FHIR, c={c}", bodies["fallback"], c, comparable=False),
             Workload("c", f"(c) unrelated drug, prefetch, c={c}", bodies["unrelated"], c),
         ]
+        servers = (
+            Server(baseline_url, workers_of(baseline_master)),
+            Server(service_url, workers_of(service_master)),
+        )
         for workload in workloads:
             print(f"bench: running {workload.title} ...", flush=True)
-            compare(workload, wrk_bin, (baseline_url, service_url), args.duration, args.rounds)
+            compare(workload, wrk_bin, servers, args.duration, args.rounds)
 
         a, b1, b, cc = workloads
         assert a.service and b1.service and b.service and cc.service and a.ratio and cc.ratio
