@@ -8,6 +8,7 @@ only and is never logged: log lines name the prefetch key, never the URL's query
 from __future__ import annotations
 
 import functools
+import http.cookiejar
 import logging
 import os
 import time
@@ -64,6 +65,10 @@ class FhirClient:
         self._session.verify = (
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         )
+        # The session serves every hook call of the process: a cookie a FHIR server sets for one user's
+        # token would otherwise ride along with the next call's queries. The bearer token is the only
+        # credential; no cookie is kept.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         # Enough kept-alive connections per host for every pool thread: a connection that does not fit is
         # closed after use, and the next query pays for a new TCP (and TLS) handshake.
         connections = settings.max_workers * max(1, settings.calls_in_flight)

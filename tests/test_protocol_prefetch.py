@@ -251,3 +251,21 @@ def test_proxy_variables_are_honoured_per_fhir_server(monkeypatch: pytest.Monkey
         assert _proxies_for("https://fhir.internal.example") == {}
     finally:
         _proxies_for.cache_clear()
+
+
+def test_cookies_a_fhir_server_sets_are_not_sent_on_later_queries(client: FlaskClient) -> None:
+    # One HTTP session serves every hook call of the process: a cookie set in answer to one EHR user's
+    # token must not ride along with the next call's queries (another user, perhaps another EHR).
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(
+            f"{FHIR}/Patient/{PATIENT_ID}",
+            json=patient(),
+            headers={"Set-Cookie": "JSESSIONID=first-users-session; Path=/; Secure"},
+        )
+        for resource in ("MedicationRequest", "AllergyIntolerance", "Observation", "Condition"):
+            mocked.get(re.compile(rf"{re.escape(FHIR)}/{resource}\?.*"), json=searchset())
+        for _ in range(2):
+            response = client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
+            assert response.status_code == 200
+        assert len(mocked.calls) == 14
+        assert not [call for call in mocked.calls if "Cookie" in call.request.headers]
