@@ -86,6 +86,7 @@ class Settings:
     fhir_read_timeout: float = 4.0
     fhir_deadline: float = 6.0
     fhir_max_pages: int = 20
+    fhir_max_response_bytes: int = 20 * 1024 * 1024
     fhir_max_workers: int = 8
     # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
     request_threads: int = 4
@@ -107,6 +108,9 @@ class Settings:
             fhir_read_timeout=env_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
             fhir_deadline=env_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
             fhir_max_pages=env_int(env, "CDS_FHIR_MAX_PAGES", 20, minimum=1),
+            fhir_max_response_bytes=env_int(
+                env, "CDS_FHIR_MAX_RESPONSE_BYTES", 20 * 1024 * 1024, minimum=1024
+            ),
             fhir_max_workers=env_int(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1),
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),

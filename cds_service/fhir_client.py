@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from cds_service import metrics
@@ -27,6 +28,7 @@ from cds_service import metrics
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
+_CHUNK = 256 * 1024  # bytes asked of the socket per read of an answer's body
 
 
 class FetchError(Exception):
@@ -45,6 +47,7 @@ class ClientSettings:
     read_timeout: float = 4.0
     deadline: float = 6.0
     max_pages: int = 20
+    max_response_bytes: int = 20 * 1024 * 1024  # one answer (one page), after any gzip decoding
     max_workers: int = 8  # pool threads for each hook call in flight (a call makes up to 7 queries)
     # Hook calls a process serves at once (gunicorn's threads, CDS_THREADS). The shared pool holds
     # max_workers threads for each, so concurrent calls do not queue behind each other's queries:
@@ -156,25 +159,29 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {token}"
         timeout = (min(self.settings.connect_timeout, remaining), min(self.settings.read_timeout, remaining))
         try:
+            # Streamed, so that the body is read under our limits (_read_body), not all at once.
             response = self._session.get(
                 url,
                 headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
                 proxies=_proxies_for(_origin(url)),
+                stream=True,
             )
+            with response:
+                if response.status_code == 404 and "?" not in url:
+                    return None  # a read of a resource that does not exist: no data
+                if response.status_code in (401, 403):
+                    raise FetchError(f"the FHIR server refused the query (HTTP {response.status_code})")
+                if response.status_code != 200:
+                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+                content = self._read_body(response, deadline)
         except requests.Timeout as exc:
             raise FetchError("the FHIR server timed out") from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc
-        if response.status_code == 404 and "?" not in url:
-            return None  # a read of a resource that does not exist: no data
-        if response.status_code in (401, 403):
-            raise FetchError(f"the FHIR server refused the query (HTTP {response.status_code})")
-        if response.status_code != 200:
-            raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise FetchError("the FHIR server answered with something that is not JSON") from exc
         if not isinstance(body, dict):
@@ -182,6 +189,29 @@ class FhirClient:
         if body.get("resourceType") == "OperationOutcome":
             raise FetchError("the FHIR server answered with an OperationOutcome")
         return body
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        """The answer's body, up to ``max_response_bytes`` and within the call's deadline.
+
+        The read timeout bounds each wait for data, not the whole body: a server that sends a byte every
+        few seconds would otherwise hold this pool thread long after the hook call has given up on it.
+        """
+        limit = self.settings.max_response_bytes
+        too_large = f"the FHIR server's answer is larger than {limit} bytes"
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(too_large)
+        chunks: list[bytes] = []
+        size = 0
+        # read1 returns what has arrived (decoded, if gzip), so the deadline is checked as data comes in.
+        while chunk := response.raw.read1(_CHUNK, decode_content=True):
+            size += len(chunk)
+            if size > limit:
+                raise FetchError(too_large)
+            if time.monotonic() > deadline:
+                raise FetchError("the overall deadline passed while the answer was arriving")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _origin(url: str) -> str:

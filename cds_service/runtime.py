@@ -35,6 +35,7 @@ class Runtime:
                 read_timeout=settings.fhir_read_timeout,
                 deadline=settings.fhir_deadline,
                 max_pages=settings.fhir_max_pages,
+                max_response_bytes=settings.fhir_max_response_bytes,
                 max_workers=settings.fhir_max_workers,
                 calls_in_flight=settings.request_threads,
             )

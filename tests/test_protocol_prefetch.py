@@ -138,6 +138,19 @@ def test_pagination_is_capped(make_app: Any) -> None:
         assert len(mocked.calls) == 3
 
 
+def test_an_answer_over_the_size_limit_is_a_check_not_run(make_app: Any) -> None:
+    client = make_app(CDS_FHIR_MAX_RESPONSE_BYTES="4096").test_client()
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(*[epilepsy()] * 40))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+    assert topics(response.get_json()) == ["data-unavailable"]
+    assert "larger than 4096 bytes" in response.get_json()["cards"][0]["detail"]
+
+
 def test_next_link_to_another_host_is_not_followed(client: FlaskClient) -> None:
     prefetch = empty_prefetch()
     prefetch["conditions"] = searchset(next_url="https://attacker.example.net/steal")
