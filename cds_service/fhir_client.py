@@ -176,7 +176,8 @@ class FhirClient:
                 if response.status_code != 200:
                     raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
                 content = self._read_body(response, deadline)
-        except requests.Timeout as exc:
+        # urllib3's own timeout error is what a stall while reading the body raises.
+        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
             raise FetchError("the FHIR server timed out") from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc

@@ -95,6 +95,19 @@ def test_a_trickling_answer_is_abandoned_at_the_deadline(stub: Callable[[Answer]
     assert server.disconnected.wait(timeout=3.0)
 
 
+def test_a_stall_in_the_middle_of_an_answer_is_a_timeout(stub: Callable[[Answer], FhirStub]) -> None:
+    def stall(handler: BaseHTTPRequestHandler) -> None:
+        _headers(handler, 1000)
+        handler.wfile.write(b'{"resourceType": ')
+        handler.wfile.flush()
+        time.sleep(2.0)
+
+    server = stub(stall)
+    client = FhirClient(ClientSettings(read_timeout=0.3, deadline=5.0))
+    result = client.fetch_all(server.base_url, {"conditions": "Condition?patient=p"}, "token")["conditions"]
+    assert result.error == "the FHIR server timed out"
+
+
 def test_an_answer_over_the_limit_is_refused_before_it_is_read(stub: Callable[[Answer], FhirStub]) -> None:
     body = json.dumps(BUNDLE).encode() + b" " * 5000
 
