@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gunicorn.glogging import Logger
+from gunicorn.http.message import Request as Http1Request
 
 from cds_service.config import ConfigError, env_flag, env_int
 from cds_service.observability import JsonFormatter, access_line
@@ -205,9 +206,10 @@ def post_worker_init(worker: Any) -> None:
 
 
 def pre_request(worker: Any, req: Any) -> None:
-    # req_number counts the requests on this connection (1 for the first); gunicorn then answers with
-    # "Connection: close" and closes the socket after the response.
-    if req.req_number >= keepalive_requests:
+    # req_number counts the requests on an HTTP/1.x connection (1 for the first); gunicorn then answers
+    # with "Connection: close" and closes the socket after the response. (HTTP/2, not enabled here,
+    # numbers streams instead.)
+    if isinstance(req, Http1Request) and req.req_number >= keepalive_requests:
         req.must_close = True
 
 
