@@ -1,7 +1,7 @@
 """The patient record a hook call is judged on: a typed view over the prefetched or fetched resources.
 
 Resources stay plain JSON dicts, sorted by type. Filtering is cheap (resourceType, status, codes);
-``fhir.resources`` validation runs only on the few resources a rule is about to cite (``validated``),
+``fhir.resources`` validation runs only on the few resources a rule is about to cite (``cited``),
 because validating a whole 240 KB record costs ten times more than decoding it.
 """
 
@@ -127,7 +127,8 @@ class PatientRecord:
     observations: list[Mapping[str, Any]]
     # prefetch key -> why it could not be had (the rules say which checks did not run)
     unavailable: dict[str, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # "Condition/x: invalid" — for the audit and --explain
+    # "Condition/x: ..." for each cited resource that is not valid FHIR R4 — for --explain
+    not_valid_r4: list[str] = field(default_factory=list)
     _validated: dict[int, bool] = field(default_factory=dict, repr=False)
     # Lazily built (system, code) indexes of the observations and the conditions, and what was looked up.
     _indexes: dict[str, dict[tuple[Any, Any], list[Mapping[str, Any]]]] = field(
@@ -180,25 +181,31 @@ class PatientRecord:
         value = (self.patient or {}).get("gender")
         return value if isinstance(value, str) else None
 
-    def validated(self, resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """The given resources that are valid FHIR R4 (R4B models); invalid ones are skipped and noted."""
-        kept = []
-        for resource in resources:
+    def cited(self, resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The resources a rule is about to cite, each checked once against the FHIR R4 model (R4B).
+
+        A resource that fails the check is cited all the same, and the failure is kept in ``not_valid_r4``.
+        The rules read only codes, statuses and dates, defensively, at the dictionary level; a seizure
+        history or an allergy must not vanish from the cards over one malformed field, or because the
+        EHR sent an STU3 resource on the STU3 medication-prescribe hook.
+        """
+        kept = list(resources)
+        for resource in kept:
             key = id(resource)
-            if key not in self._validated:
-                model = model_for(str(resource.get("resourceType")))
-                ok = True
-                if model is not None:
-                    try:
-                        model.model_validate(resource)
-                    except (ValidationError, ValueError, TypeError):
-                        ok = False
-                        self.skipped.append(
-                            f"{resource.get('resourceType')}/{resource.get('id', '?')}: not valid FHIR R4"
-                        )
-                self._validated[key] = ok
-            if self._validated[key]:
-                kept.append(resource)
+            if key in self._validated:
+                continue
+            model = model_for(str(resource.get("resourceType")))
+            ok = True
+            if model is not None:
+                try:
+                    model.model_validate(resource)
+                except (ValidationError, ValueError, TypeError):
+                    ok = False
+                    self.not_valid_r4.append(
+                        f"{resource.get('resourceType')}/{resource.get('id', '?')}: "
+                        "not valid FHIR R4, cited for what the rule could read"
+                    )
+            self._validated[key] = ok
         return kept
 
 

@@ -154,7 +154,7 @@ def explanation(
     result["data"] = _data(outcome)
     if outcome.record is not None:
         result["currentOrders"] = [_order(o) for o in outcome.record.current_orders]
-        result["skipped"] = list(outcome.record.skipped)
+        result["notValidR4"] = list(outcome.record.not_valid_r4)
     notes: dict[str, list[str]] = {}
     for rule, text in outcome.notes:
         notes.setdefault(rule, []).append(text)
@@ -227,8 +227,8 @@ def print_explanation(result: Mapping[str, Any], console: Console) -> None:
         for order in result["currentOrders"]:
             classes = ", ".join(order["classes"]) or "unrelated"
             _say(console, Text(f"    {order['ref']}  {order['name']}  [{classes}]"))
-    for skipped in result.get("skipped") or []:
-        _say(console, Text(f"  skipped {skipped}", style="yellow"))
+    for problem in result.get("notValidR4") or []:
+        _say(console, Text(f"  {problem}", style="yellow"))
     _say(console, Text("Rules:", style="bold"))
     for rule in result["rules"]:
         status = rule["status"]

@@ -42,7 +42,7 @@ def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
     if refuted:
         ctx.note(TOPIC, f"ignored {len(refuted)} refuted or entered-in-error aminopyridine allergy record(s)")
     # A resolved allergy is still a history of hypersensitivity; only "not true" records are ignored.
-    allergies = ctx.record.validated(a for a in candidates if not is_refuted(a))
+    allergies = ctx.record.cited(a for a in candidates if not is_refuted(a))
     if not allergies:
         ctx.note(TOPIC, f"no aminopyridine among {len(ctx.record.allergies)} allergy record(s)")
         return []

@@ -17,7 +17,7 @@ def liver_conditions(ctx: RuleContext) -> list[Mapping[str, Any]]:
         if "conditions" in ctx.record.unavailable:
             return []
         liver = ctx.knowledge.valueset("liver-conditions")
-        return ctx.record.validated(c for c in ctx.record.conditions_in(liver) if current_condition(c))
+        return ctx.record.cited(c for c in ctx.record.conditions_in(liver) if current_condition(c))
 
     return ctx.memo("liver", compute)
 

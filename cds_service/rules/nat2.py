@@ -137,7 +137,7 @@ def nat2_poor_metabolizer(ctx: RuleContext) -> list[Finding]:
     ctx.note(TOPIC, f"NAT2 {result.phenotype}: Observation/{result.observation.get('id')}")
     if result.phenotype != POOR:
         return []
-    cited = ctx.record.validated([result.observation])
+    cited = ctx.record.cited([result.observation])
     if not cited:
         return []
     day = effective_date(result.observation)

@@ -131,7 +131,7 @@ def renal_status(ctx: RuleContext, on: Any) -> RenalStatus:
         end_stage = ctx.knowledge.valueset("end-stage-renal-disease")
         end_stage_coded = {id(c) for c in ctx.record.conditions_in(end_stage)}
         kidney_coded = {id(c) for c in ctx.record.conditions_in(kidney)} | end_stage_coded
-        kidney_conditions = ctx.record.validated(
+        kidney_conditions = ctx.record.cited(
             c for c in ctx.record.conditions if id(c) in kidney_coded and current_condition(c)
         )
         esrd_conditions = [c for c in kidney_conditions if id(c) in end_stage_coded]

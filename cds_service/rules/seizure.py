@@ -22,7 +22,7 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
     if refuted:
         ctx.note(TOPIC, f"ignored {len(refuted)} refuted or entered-in-error seizure condition(s)")
     # Any clinical status counts: resolved or in remission is still a history of seizures.
-    history = ctx.record.validated(c for c in candidates if not is_refuted(c))
+    history = ctx.record.cited(c for c in candidates if not is_refuted(c))
     if not history:
         ctx.note(TOPIC, f"no seizure condition among {len(ctx.record.conditions)} condition(s)")
         return []
