@@ -196,6 +196,14 @@ def test_not_before_in_the_future(tmp_path, jwks_server, es384):
     assert reason(make_verifier(tmp_path), mint_token(es384, aud=AUD, nbf=now + 600)) == "nbf"
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_times_are_rejected(tmp_path, jwks_server, es384, claim, value):
+    # json.dumps writes NaN / Infinity, and PyJWT's json.loads reads them back as floats.
+    token = mint_token(es384, aud=AUD, **{claim: value})
+    assert reason(make_verifier(tmp_path), token) == claim
+
+
 def test_lifetime_longer_than_allowed(tmp_path, jwks_server, es384):
     assert reason(make_verifier(tmp_path), mint_token(es384, aud=AUD, lifetime=7200)) == "lifetime"
 

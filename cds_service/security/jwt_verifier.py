@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -201,7 +202,9 @@ def _key_fits(jwk: Mapping[str, Any], alg: str) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # PyJWT decodes with Python's json, which accepts NaN and Infinity; every comparison with NaN is
+    # false, so a NaN exp would never expire (and would never leave the replay cache).
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def printable(value: Any, limit: int = 120) -> str:
