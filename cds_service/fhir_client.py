@@ -113,8 +113,13 @@ class FhirClient:
                 metrics.FHIR_QUERIES.labels(key=key, outcome="ok").inc()
             except FetchError as exc:
                 metrics.FHIR_QUERIES.labels(key=key, outcome="error").inc()
-                log.warning("fallback query failed", extra={"prefetch_key": key, "reason": str(exc)})
+                # The key names the data, the reason is our own wording: neither carries patient data.
+                log.warning("fallback query for prefetch key %s failed: %s", key, exc)
                 results[key] = FetchResult(None, str(exc))
+            except Exception as exc:  # a bug reading one answer must cost that key, not the whole call
+                metrics.FHIR_QUERIES.labels(key=key, outcome="error").inc()
+                log.error("fallback query for prefetch key %s failed: %s", key, type(exc).__name__)
+                results[key] = FetchResult(None, "the FHIR server's answer could not be read")
         return results
 
     def _fetch(
@@ -133,6 +138,8 @@ class FhirClient:
             metrics.FHIR_QUERY_LATENCY.labels(key=key).observe(time.monotonic() - started)
 
     def _follow_pages(self, bundle: dict[str, Any], base_url: str, token: str | None, deadline: float) -> Any:
+        if problem := bundle_problem(bundle):
+            raise FetchError(problem)
         entries = list(bundle.get("entry") or [])
         page, pages = bundle, 1
         while (next_url := next_link(page)) is not None:
@@ -144,6 +151,8 @@ class FhirClient:
             page = self._get(next_url, token, deadline)
             if page is None or page.get("resourceType") != "Bundle":
                 raise FetchError("a next page was not a Bundle")
+            if problem := bundle_problem(page):
+                raise FetchError(problem)
             entries.extend(page.get("entry") or [])
             pages += 1
         merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
@@ -228,9 +237,36 @@ def _proxies_for(origin: str) -> dict[str, str]:
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
         if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
+    return None
+
+
+# OperationOutcome issue severities that mean the search did not (fully) work.
+_FAILED = frozenset({"error", "fatal"})
+
+
+def bundle_problem(bundle: Mapping[str, Any]) -> str | None:
+    """Why a Bundle cannot be read as a search result, or None.
+
+    ``entry`` and ``link`` must be lists of objects. An OperationOutcome entry with an error or fatal
+    issue (a server's ``search.mode: outcome``) means the results are not what was asked for: the
+    CDS Hooks spec asks services to check prefetch for OperationOutcomes, and this is where they hide.
+    """
+    for element in ("entry", "link"):
+        items = bundle.get(element)
+        if items is not None and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
+            return f"the Bundle's {element} is not a list of objects"
+    for entry in bundle.get("entry") or ():
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            issues = resource.get("issue")
+            if isinstance(issues, list) and any(
+                isinstance(issue, dict) and issue.get("severity") in _FAILED for issue in issues
+            ):
+                return "the Bundle carries an OperationOutcome with an error"
     return None
 
 

@@ -68,9 +68,10 @@ def bundle_resources(value: Any) -> list[Mapping[str, Any]]:
         return []
     if value.get("resourceType") != "Bundle":
         return [value] if isinstance(value.get("resourceType"), str) else []
+    entries = value.get("entry")
     return [
         resource
-        for entry in value.get("entry") or ()
+        for entry in (entries if isinstance(entries, list) else ())
         if isinstance(entry, dict)
         and isinstance(resource := entry.get("resource"), dict)
         and isinstance(resource.get("resourceType"), str)

@@ -282,3 +282,70 @@ def test_cookies_a_fhir_server_sets_are_not_sent_on_later_queries(client: FlaskC
             assert response.status_code == 200
         assert len(mocked.calls) == 14
         assert not [call for call in mocked.calls if "Cookie" in call.request.headers]
+
+
+ERROR_OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+
+
+def test_an_error_outcome_inside_a_prefetch_bundle_is_fetched_again(client: FlaskClient) -> None:
+    # A server's search.mode=outcome entry: the results are not what was asked for (CDS Hooks 2.4).
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(ERROR_OUTCOME)
+    with responses.RequestsMock() as mocked:
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(epilepsy()))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert len(mocked.calls) == 1
+
+
+def test_an_error_outcome_inside_a_bundle_without_a_server_is_a_check_not_run(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(epilepsy(), ERROR_OUTCOME)
+    response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order(), prefetch=prefetch))
+    assert topics(response.get_json()) == ["data-unavailable"]
+    assert "OperationOutcome with an error" in response.get_json()["cards"][0]["detail"]
+
+
+def test_a_warning_outcome_inside_a_bundle_is_not_an_error(client: FlaskClient) -> None:
+    warning = {**ERROR_OUTCOME, "issue": [{"severity": "warning", "code": "informational"}]}
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(epilepsy(), warning)
+    response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order(), prefetch=prefetch))
+    assert topics(response.get_json()) == ["seizure-history"]
+
+
+MALFORMED = [("link", 5), ("entry", 5), ("entry", {"a": 1}), ("entry", [None])]
+
+
+@pytest.mark.parametrize(("element", "value"), MALFORMED)
+def test_a_malformed_prefetch_bundle_is_a_check_not_run_not_a_500(
+    client: FlaskClient, element: str, value: Any
+) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"][element] = value
+    response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order(), prefetch=prefetch))
+    assert response.status_code == 200
+    assert topics(response.get_json()) == ["data-unavailable"]
+    assert f"{element} is not a list of objects" in response.get_json()["cards"][0]["detail"]
+
+
+def test_a_malformed_answer_from_the_fhir_server_costs_only_its_key(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefetch = empty_prefetch()
+    del prefetch["conditions"]
+    with responses.RequestsMock() as mocked:
+        answer = {"resourceType": "Bundle", "link": 5}
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=answer)
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+    assert response.status_code == 200
+    assert topics(response.get_json()) == ["data-unavailable"]
+    # The operator's log line says which data and why, and nothing about the patient or the token.
+    (line,) = [r.getMessage() for r in caplog.records if "fallback query" in r.getMessage()]
+    assert line == (
+        "fallback query for prefetch key conditions failed: the Bundle's link is not a list of objects"
+    )

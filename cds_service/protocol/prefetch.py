@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from cds_service.fhir_client import FhirClient, next_link
+from cds_service.fhir_client import FhirClient, bundle_problem, next_link
 from cds_service.protocol.raw_json import decoded
 from cds_service.protocol.validation import HookCall
 
@@ -61,11 +61,20 @@ def _is_operation_outcome(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
 
 
+def _unusable(value: Any) -> str | None:
+    """Why a sent prefetch value must be fetched again (or reported), or None when it can be read."""
+    if _is_operation_outcome(value):
+        return "the EHR reported an error for it in prefetch"
+    if isinstance(value, Mapping) and value.get("resourceType") == "Bundle":
+        return bundle_problem(value)
+    return None
+
+
 def _why_not_fetched(sent: Any, present: bool) -> str:
     if not present:
         return "not in prefetch and no fhirServer was given"
-    if _is_operation_outcome(sent):
-        return "the EHR reported an error for it in prefetch and no fhirServer was given"
+    if problem := _unusable(sent):
+        return f"{problem} and no fhirServer was given"
     return "only the first page of results was sent and there is no fhirServer to read the rest"
 
 
@@ -81,7 +90,7 @@ def resolve(
     # Only the advertised keys are decoded (once, here); anything else the EHR sent stays unread.
     sent = {key: decoded(call.prefetch[key], f"prefetch.{key}") for key in templates if key in call.prefetch}
     for key, template in templates.items():
-        if key in sent and not _is_operation_outcome(sent[key]):
+        if key in sent and not _unusable(sent[key]):
             value = sent[key]
             data.values[key] = value
             if isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and next_link(value):
