@@ -1,16 +1,18 @@
 """Renal impairment (label §2.2, §8.6).
 
-Creatinine clearance comes, in order of preference, from a measured clearance (LOINC 2164-2), from
-Cockcroft-Gault on the latest serum creatinine (2160-0) with age, weight and sex, or from an eGFR named
-as a stand-in (the label speaks of CLcr, not eGFR). Kidney conditions count too. CLcr 15-90 mL/min or
-a kidney condition: warning, lowest initial dose on a new start. CLcr below 15, ESRD or dialysis:
-critical, because the label makes no dose recommendation.
+Creatinine clearance comes from the newest usable renal result: a measured clearance (LOINC 2164-2,
+in mL/min, mL/s or mL/min/1.73 m2), Cockcroft-Gault on a serum creatinine (2160-0) with age, weight
+and sex, or an eGFR named as a stand-in (the label speaks of CLcr, not eGFR). Among results of the same
+day that order is the preference; an older result never outranks a newer one. Kidney conditions count
+too. CLcr 15-90 mL/min or a kidney condition: warning, lowest initial dose on a new start. CLcr below
+15, ESRD or dialysis: critical, because the label makes no dose recommendation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from cds_service.record import concept_text, current_condition, effective_date
@@ -79,11 +81,12 @@ def _cockcroft_gault(ctx: RuleContext, observation: Mapping[str, Any], on: Any) 
     age = ctx.record.age_on(on)
     weight = latest_weight(ctx)
     if scr is None or age is None or weight is None or age < 18:
-        ctx.note(
-            TOPIC,
+        note = (
             "serum creatinine present, but Cockcroft-Gault needs an adult's age and weight "
-            "and a mg/dL or umol/L unit",
+            "and a mg/dL or umol/L unit"
         )
+        if (TOPIC, note) not in ctx.notes:  # several creatinines may be tried: say it once
+            ctx.note(TOPIC, note)
         return None
     sex = ctx.record.gender()
     crcl = (140 - age) * weight.kg / (72 * scr)
@@ -99,28 +102,69 @@ def _cockcroft_gault(ctx: RuleContext, observation: Mapping[str, Any], on: Any) 
     return crcl, how
 
 
+def _clearance_unit(text: str) -> str:
+    """A clearance unit as a lookup key: "mL/min/{1.73_m2}" and "ml/min/1.73 m²" both give "ml/min/1.73m2"."""
+    key = text.strip().lower().replace("²", "2")
+    for drop in (" ", "{", "}", "_", "^"):
+        key = key.replace(drop, "")
+    return key
+
+
+# Measured clearance units read as mL/min: the factor, and whether the figure is per 1.73 m2.
+_CLEARANCE_UNITS = {"ml/min": (1.0, False), "ml/s": (60.0, False), "ml/min/1.73m2": (1.0, True)}
+
+
+def _clearance(ctx: RuleContext, observation: Mapping[str, Any]) -> tuple[float, str] | None:
+    """A measured creatinine clearance in mL/min with how it was obtained, or None when it has no
+    value or a unit that cannot be read as mL/min (then a note says why)."""
+    reading = _value(observation)
+    if reading is None:
+        return None
+    value = reading[0]
+    quantity = observation["valueQuantity"]
+    recorded = [str(quantity.get(key) or "").strip() for key in ("code", "unit")]
+    recorded = [text for text in recorded if text]
+    known = next((text for text in recorded if _clearance_unit(text) in _CLEARANCE_UNITS), None)
+    how = f"measured creatinine clearance (LOINC {CLEARANCE}) {_when(observation)}"
+    if known is None:
+        unit = f"unit {recorded[0]!r}" if recorded else "no unit"
+        ctx.note(
+            TOPIC,
+            f"{how} not used: {unit}, and only mL/min, mL/s or mL/min/1.73m2 can be read as mL/min",
+        )
+        return None
+    factor, per_area = _CLEARANCE_UNITS[_clearance_unit(known)]
+    if factor != 1.0:
+        how += f" (recorded as {fmt_mg(value)} {known})"
+    elif per_area:
+        how += f" (recorded as {fmt_mg(value)} {known}, per 1.73 m² body surface, read as mL/min)"
+    return value * factor, how
+
+
 def _measured(ctx: RuleContext, on: Any) -> tuple[float, str] | None:
+    """The newest usable renal result; on the same day a measured clearance comes first, then
+    Cockcroft-Gault from serum creatinine, then an eGFR."""
     matcher = ctx.knowledge.valueset("renal-function-observations")
-    renal = ctx.record.observations_in(matcher)
-    for observation in renal:
-        if _is(observation, CLEARANCE) and (reading := _value(observation)):
-            return reading[0], f"measured creatinine clearance (LOINC {CLEARANCE}) {_when(observation)}"
-    for observation in renal:
-        if _is(observation, SERUM_CREATININE):
-            estimate = _cockcroft_gault(ctx, observation, on)
-            if estimate:
+    by_day: dict[date | None, list[Mapping[str, Any]]] = {}
+    for observation in ctx.record.observations_in(matcher):  # newest first, undated last
+        by_day.setdefault(effective_date(observation), []).append(observation)
+    for same_day in by_day.values():
+        for observation in same_day:
+            if _is(observation, CLEARANCE) and (measured := _clearance(ctx, observation)):
+                return measured
+        for observation in same_day:
+            if _is(observation, SERUM_CREATININE) and (estimate := _cockcroft_gault(ctx, observation, on)):
                 return estimate
-            break
-    for observation in renal:
-        if not (_is(observation, CLEARANCE) or _is(observation, SERUM_CREATININE)) and (
-            reading := _value(observation)
-        ):
-            name = concept_text(observation)
-            return reading[0], (
-                f"eGFR used as a stand-in for creatinine clearance: {name} "
-                f"{fmt_mg(reading[0])} {reading[1] or 'mL/min/1.73m2'} {_when(observation)} "
-                "(the label's thresholds are for Cockcroft-Gault creatinine clearance)"
-            )
+        for observation in same_day:
+            if not (_is(observation, CLEARANCE) or _is(observation, SERUM_CREATININE)) and (
+                reading := _value(observation)
+            ):
+                name = concept_text(observation)
+                return reading[0], (
+                    f"eGFR used as a stand-in for creatinine clearance: {name} "
+                    f"{fmt_mg(reading[0])} {reading[1] or 'mL/min/1.73m2'} {_when(observation)} "
+                    "(the label's thresholds are for Cockcroft-Gault creatinine clearance)"
+                )
     return None
 
 
