@@ -233,10 +233,14 @@ def _line(dosage: Any, ctx: _Context) -> _Line:
     # The frequency: structured timing, then timing.code text, then the instruction text.
     frequency, code_texts = coded_frequency(dosage.get("timing"), notes)
     if frequency is None:
-        for source_text in code_texts:
-            frequency = text_reader.read(source_text).frequency
+        for code_reading in (text_reader.read(t) for t in code_texts):
+            if code_reading.frequency_conflict:
+                raise DoseProblem("conflicting-entries", code_reading.frequency_conflict)
+            frequency = code_reading.frequency
             if frequency:
                 break
+        if frequency is None and reading is not None and reading.frequency_conflict:
+            raise DoseProblem("conflicting-entries", reading.frequency_conflict)
         if frequency is None and reading is not None and reading.frequency is not None:
             frequency = reading.frequency
             from_text = True

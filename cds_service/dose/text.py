@@ -49,15 +49,27 @@ _INTERVAL = re.compile(rf"\b(?:q|every|each)\s*{_N}\s*(?:(?:-|–|to)\s*{_N}\s*)
 _OTHER_DAY = re.compile(r"\b(?:every\s+other\s+day|qod|alternate\s+days|every\s+(?:2|second)\s+days?)\b")
 _TIMES = re.compile(rf"\b{_N}\s*(?:x|times?)\s*(?:a|per|each|every|/)?\s*(?:day|daily|d)\b")
 _TWICE = re.compile(r"\b(once|twice|thrice)(?:\s*(?:a|per|each|every)?\s*(?:day|daily))?\b")
-_PAIR = re.compile(r"\b(?:morning|am)\s+and\s+(?:evening|night|bedtime|pm)\b")
-_MEALS = re.compile(r"\b(?:with|before|after)\s+(?:(?:each|every)\s+meal|meals)\b")
-_ABBREV = re.compile(r"\b(bid|tid|qid|tds|qds|qd|od|qam|qpm|qhs|hs|qday|q\d{1,2}h|\d{1,2}x/?d)\b")
-_DAILY = re.compile(
-    r"\b(?:daily|every\s+day|each\s+day|nightly|every\s+(?:morning|evening|night)"
-    r"|in\s+the\s+(?:morning|evening)|at\s+(?:bedtime|night))\b"
-)
+_ABBREV = re.compile(r"\b(bid|tid|qid|tds|qds|qd|od|qday|q\d{1,2}h|\d{1,2}x/?d)\b")
+_DAILY = re.compile(r"\b(?:daily|every\s+day|each\s+day)\b")
 _WEEKLY = re.compile(r"\b(?:weekly|once\s+a\s+week|every\s+week)\b")
 _NUMBER_WORDS = {"once": 1, "twice": 2, "thrice": 3}
+# Times of day. Each names one administration slot; several are added up (distinct slots), never maxed.
+_SLOTS = ("morning", "noon", "afternoon", "evening", "bedtime")
+_SLOT_WORDS = {
+    "morning": "morning", "breakfast": "morning", "qam": "morning",
+    "noon": "noon", "midday": "noon", "mid-day": "noon", "lunch": "noon", "lunchtime": "noon",
+    "afternoon": "afternoon",
+    "evening": "evening", "dinner": "evening", "supper": "evening", "qpm": "evening",
+    "bedtime": "bedtime", "night": "bedtime", "nightly": "bedtime", "qhs": "bedtime", "hs": "bedtime",
+    "am": "morning", "pm": "evening",  # only inside a pair: "am and pm"
+}  # fmt: skip
+_PAIR = re.compile(r"\b(morning|am)\s+and\s+(evening|night|bedtime|pm)\b")
+_MEALS = re.compile(r"\b(?:with|before|after)\s+(?:(?:each|every)\s+meal|meals)\b")
+_ANCHOR = re.compile(
+    r"\b(?:(?:in\s+the|at|every|each|with|before|after)\s+)?"
+    r"(morning|breakfast|noon|mid-?day|lunch(?:\s*time)?|afternoon|evening|dinner|supper|bedtime|night"
+    r"|nightly|qam|qpm|qhs|hs)\b"
+)
 # Dosage texts are a line or two; reading only this much bounds the cost of hostile or pasted input.
 MAX_TEXT = 2000
 
@@ -77,6 +89,9 @@ class TextReading:
     as_needed: bool
     max_per_day: tuple[Decimal, Unit] | None
     notes: tuple[str, ...]
+    # Set (and frequency None) when the text's frequency and times of day disagree ("5 times a day and
+    # 1 tablet at bedtime"): a sentence naming the phrases, for the caller to report.
+    frequency_conflict: str | None = None
 
 
 def normalise(text: str) -> str:
@@ -108,8 +123,56 @@ def _doses(t: str) -> tuple[TextDose, ...]:
     return plain or tuple(d for _, d in found)  # "10 mg tablet, take 2 tablets": the 2 tablets
 
 
-def _frequency(t: str, notes: list[str]) -> Frequency | None:
-    found: list[Frequency] = []
+def _phrase(m: re.Match[str]) -> str:
+    return " ".join(m.group(0).split())
+
+
+def _times_of_day(t: str) -> tuple[str, list[str], bool, set[str]]:
+    """The times of day in the text: (text with them blanked, phrases as written, "meals" named, slots)."""
+    phrases: list[str] = []
+    slots: set[str] = set()
+    meals = False
+    for m in list(_PAIR.finditer(t)):
+        phrases.append(_phrase(m))
+        slots.update((_SLOT_WORDS[m.group(1)], _SLOT_WORDS[m.group(2)]))
+        t = _blank(t, m.span())
+    for m in list(_MEALS.finditer(t)):
+        phrases.append(_phrase(m))
+        slots.update(("morning", "noon", "evening"))  # breakfast, lunch, dinner
+        meals = True
+        t = _blank(t, m.span())
+    for m in list(_ANCHOR.finditer(t)):
+        phrases.append(_phrase(m))
+        slots.add(_SLOT_WORDS[re.sub(r"\s+", "", m.group(1))])
+        t = _blank(t, m.span())
+    return t, phrases, meals, slots
+
+
+def _slots_frequency(slots: set[str], meals: bool) -> Frequency:
+    n = Decimal(len(slots))
+    names = ["with meals"] if meals else []
+    meal_slots = {"morning", "noon", "evening"} if meals else set()
+    names += [s for s in _SLOTS if s in slots and s not in meal_slots]
+    return Frequency(n, f"{times_a_day(n)} ({', '.join(names)})")
+
+
+def _quoted(phrases: list[str]) -> str:
+    return ", ".join(f'"{p}"' for p in dict.fromkeys(phrases))
+
+
+def _mismatch(frequencies: list[str], anchors: list[str], slots: int) -> str:
+    one = slots == 1
+    where = "the dose at that time is one of" if one else "the doses at those times are among"
+    return (
+        f"The dosage text gives a frequency ({_quoted(frequencies)}) and {'a time' if one else 'times'} of "
+        f"day ({_quoted(anchors)}) that do not match: it is unclear whether {where} those doses or extra, "
+        "so the number of doses a day and the daily total could not be worked out."
+    )
+
+
+def _frequency(t: str, notes: list[str]) -> tuple[Frequency | None, str | None]:
+    """The frequency the text gives, or None with a sentence saying why the text is ambiguous."""
+    found: list[tuple[Frequency, str]] = []  # generic frequencies ("3 times a day", "q8h", "daily")
     scratch: list[str] = []
 
     def take(pattern: re.Pattern[str], make: Callable[[re.Match[str]], Frequency | None]) -> None:
@@ -117,7 +180,7 @@ def _frequency(t: str, notes: list[str]) -> Frequency | None:
         for m in list(pattern.finditer(t)):
             f = make(m)
             if f is not None:
-                found.append(f)
+                found.append((f, _phrase(m)))
                 t = _blank(t, m.span())
 
     def interval(m: re.Match[str]) -> Frequency | None:
@@ -141,18 +204,23 @@ def _frequency(t: str, notes: list[str]) -> Frequency | None:
     take(_OTHER_DAY, lambda m: from_interval(Decimal(1), Decimal(48), "every other day", scratch))
     take(_TIMES, times)
     take(_TWICE, word)
-    take(_PAIR, lambda m: Frequency(Decimal(2), "twice a day"))
-    take(_MEALS, lambda m: Frequency(Decimal(3), "3 times a day (with meals)"))
+    t, anchors, meals, slots = _times_of_day(t)
     take(_ABBREV, lambda m: from_code(m.group(1), scratch))
     take(_DAILY, lambda m: Frequency(Decimal(1), "once a day"))
     take(_WEEKLY, lambda m: from_interval(Decimal(1), Decimal(168), "every week", scratch))
-    if not found:
-        return None
-    best = max(found, key=lambda f: f.per_day)
-    if len({f.per_day for f in found}) > 1:
+    if not found and not slots:
+        return None, None
+    if not found:  # only times of day: one dose at each distinct time
+        notes.extend(scratch)
+        return _slots_frequency(slots, meals), None
+    best = max((f for f, _ in found), key=lambda f: f.per_day)
+    if slots and best.per_day != len(slots):
+        return None, _mismatch([p for _, p in found], anchors, len(slots))
+    # Times of day that agree with the frequency only say when the doses are taken.
+    if len({f.per_day for f, _ in found}) > 1:
         notes.append(f"several frequencies in the text: the most frequent ({best.label}) counted")
     notes.extend(scratch)
-    return best
+    return best, None
 
 
 def read(text: str) -> TextReading:
@@ -172,5 +240,5 @@ def read(text: str) -> TextReading:
     doses = _doses(t)
     for dm in _DOSE.finditer(t):  # the amount's own words ("2 tabs") must not read as a frequency
         t = _blank(t, dm.span())
-    frequency = _frequency(t, notes)
-    return TextReading(doses, frequency, as_needed, max_per_day, tuple(notes))
+    frequency, conflict = _frequency(t, notes)
+    return TextReading(doses, frequency, as_needed, max_per_day, tuple(notes), conflict)
