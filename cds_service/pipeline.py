@@ -71,6 +71,14 @@ def run(
         )
     # Draft orders come from the context; the record's copy of the same order (a re-sign) is dropped.
     record = build_record(data.values, knowledge, unavailable=data.unavailable)
+    if "patient" not in record.unavailable and record.birth_date() is None:
+        # Without a birth date the minimum-age check and the child dose row cannot run: the rules that
+        # need the patient are reported in the data-unavailable card instead of passing in silence.
+        record.unavailable["patient"] = (
+            "no Patient resource came with the request"
+            if record.patient is None
+            else "the Patient resource has no readable birthDate"
+        )
     draft_refs = {order.reference for order in drafts}
     record.current_orders = [o for o in record.current_orders if o.reference not in draft_refs]
     ctx = RuleContext(

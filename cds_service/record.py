@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -169,9 +169,9 @@ class PatientRecord:
         return self._coded_in("conditions", matcher)
 
     def birth_date(self) -> date | None:
-        # A partial date (1969 or 1969-03) gives the earliest day it can mean: the oldest age,
-        # which is the conservative choice only for the under-6 check; callers say "about".
-        return parse_date((self.patient or {}).get("birthDate"))
+        # A partial date (2019 or 2019-03) gives the LATEST day it can mean, so the youngest age it can
+        # mean: the age checks (under 6 years, the child dose row) then err towards a warning.
+        return parse_date((self.patient or {}).get("birthDate"), last_day=True)
 
     def age_on(self, day: date) -> int | None:
         """Age in whole years on ``day`` (None without a birth date)."""
@@ -280,15 +280,24 @@ def build_record(
 # Cheap, dictionary-level readings of dates and quantities; no model validation here.
 
 
-def parse_date(value: Any) -> date | None:
-    """The calendar day of a FHIR date or dateTime (partial dates give their first day)."""
+def parse_date(value: Any, *, last_day: bool = False) -> date | None:
+    """The calendar day of a FHIR date or dateTime; a partial date (2019, 2019-03) gives its first day,
+    or its last with ``last_day``."""
     if not isinstance(value, str) or len(value) < 4:
         return None
     parts = value[:10].split("-")
     try:
-        return date(
-            int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1
-        )
+        year = int(parts[0])
+        if len(parts) > 2:
+            return date(year, int(parts[1]), int(parts[2]))
+        if len(parts) == 2:
+            month = int(parts[1])
+            first = date(year, month, 1)
+            if not last_day:
+                return first
+            following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+            return following - timedelta(days=1)
+        return date(year, 12, 31) if last_day else date(year, 1, 1)
     except (ValueError, IndexError):
         return None
 

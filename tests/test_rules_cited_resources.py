@@ -49,3 +49,29 @@ def test_an_stu3_shaped_allergy_still_contraindicates(tmp_path: Path) -> None:
     allergy["clinicalStatus"] = "active"
     allergy["verificationStatus"] = "confirmed"
     assert "aminopyridine-hypersensitivity" in topics(cards_for(make_client(tmp_path), request))
+
+
+def _child_new_start(birth_date: str | None) -> dict[str, Any]:
+    request = request_for("age-five-years")
+    patient = request["prefetch"]["patient"]
+    if birth_date is None:
+        patient.pop("birthDate", None)
+    else:
+        patient["birthDate"] = birth_date
+    return request
+
+
+def test_without_a_birth_date_the_age_checks_are_reported_not_skipped(tmp_path: Path) -> None:
+    cards = cards_for(make_client(tmp_path), _child_new_start(None))
+    assert "data-unavailable" in topics(cards)
+    (card,) = [c for c in cards if c["source"]["topic"]["code"] == "data-unavailable"]
+    assert "minimum age (6 years)" in card["detail"]
+    assert "no readable birthDate" in card["detail"]
+
+
+def test_a_partial_birth_date_counts_as_the_youngest_age_it_can_mean(tmp_path: Path) -> None:
+    request = _child_new_start("2019-09-01")
+    order_day = request["context"]["draftOrders"]["entry"][0]["resource"]["authoredOn"][:10]
+    year = int(order_day[:4]) - 6  # six this year at the earliest, five until 31 December at the latest
+    request["prefetch"]["patient"]["birthDate"] = str(year)
+    assert "age-not-established" in topics(cards_for(make_client(tmp_path), request))
