@@ -34,6 +34,25 @@ def fill(template: str, params: Mapping[str, Any]) -> str:
     return _FORMATTER.vformat(template, (), params)
 
 
+# The values put into a card's detail come from the patient's record (names of conditions, drugs,
+# allergies), and EHRs render detail as GitHub-flavoured markdown, some with raw HTML (the CDS Hooks
+# sandbox). Escaped here: what would make HTML or a link. Emphasis characters are left alone (at worst
+# cosmetic), so UCUM units such as [lb_av] and alleles such as NAT2*5/*6 read the same in plain text.
+def as_markdown_text(value: Any) -> Any:
+    """A text value that renders as itself in markdown: no tags, no links, no line breaks."""
+    if not isinstance(value, str):
+        return value
+    text = " ".join(value.split("\n")).replace("\r", " ")
+    # Backslashes first: the record's own "\<" must not cancel the escape added here.
+    text = text.replace("\\", "\\\\")
+    # Entities, not backslashes, for the angle brackets: not every markdown dialect escapes "<".
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("](", "\\](")
+
+
+def _literal(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: as_markdown_text(value) for key, value in params.items()}
+
+
 def _summary(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1].rstrip() + "…"
@@ -66,7 +85,7 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         "uuid": str(uuid.uuid4()),
         "summary": _summary(fill(texts.summary, finding.params)),
         "indicator": texts.indicator,
-        "detail": fill(texts.detail, finding.params).strip(),
+        "detail": fill(texts.detail, _literal(finding.params)).strip(),
         "source": {
             "label": f"{label.source_label}{section}",
             "url": label.url,
