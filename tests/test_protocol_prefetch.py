@@ -349,3 +349,27 @@ def test_a_malformed_answer_from_the_fhir_server_costs_only_its_key(
     assert line == (
         "fallback query for prefetch key conditions failed: the Bundle's link is not a list of objects"
     )
+
+
+def test_prefetch_about_another_patient_is_not_judged(client: FlaskClient) -> None:
+    # The EHR's prefetch must be about context.patientId; a seizure card from someone else's record
+    # would be wrong, and so would silence: the checks are reported as not run.
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = searchset(epilepsy(subject={"reference": "Patient/someone-else"}))
+    response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order(), prefetch=prefetch))
+    assert topics(response.get_json()) == ["data-unavailable"]
+    assert "a patient other than context.patientId" in response.get_json()["cards"][0]["detail"]
+
+
+def test_prefetch_about_another_patient_is_fetched_again_when_it_can_be(client: FlaskClient) -> None:
+    prefetch = empty_prefetch()
+    prefetch["patient"] = {**patient(), "id": "someone-else"}
+    prefetch["conditions"] = searchset(epilepsy(subject={"reference": f"{FHIR}/Patient/someone-else"}))
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{FHIR}/Patient/{PATIENT_ID}", json=patient())
+        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(epilepsy()))
+        response = client.post(
+            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
+        )
+        assert topics(response.get_json()) == ["seizure-history"]
+        assert len(mocked.calls) == 2

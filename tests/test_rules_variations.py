@@ -216,10 +216,12 @@ def test_order_select_only_selections_raise_cards(client: Any) -> None:
 
 def test_no_amifampridine_anywhere_no_card_even_with_interacting_drugs(client: Any) -> None:
     request = request_for("cholinergic-without-amifampridine")
-    request["prefetch"]["medications"]["entry"].append(
-        copy.deepcopy(request_for("seizure-threshold-sertraline")["prefetch"]["medications"]["entry"][0])
-    )
-    request["prefetch"]["medications"]["entry"][0]["resource"]["subject"]["reference"] = "Patient/amf-x"
+    other = request_for("seizure-threshold-sertraline")
+    sertraline = copy.deepcopy(other["prefetch"]["medications"]["entry"][0])
+    # The order comes from another fixture: make it this patient's (prefetch about another patient is
+    # not judged at all; tests/test_protocol_prefetch.py).
+    sertraline["resource"]["subject"]["reference"] = f"Patient/{request['context']['patientId']}"
+    request["prefetch"]["medications"]["entry"].append(sertraline)
     assert cards_for(client, request) == []
 
 

@@ -61,19 +61,43 @@ def _is_operation_outcome(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
 
 
-def _unusable(value: Any) -> str | None:
+def _unusable(value: Any, patient_id: str | None) -> str | None:
     """Why a sent prefetch value must be fetched again (or reported), or None when it can be read."""
     if _is_operation_outcome(value):
         return "the EHR reported an error for it in prefetch"
-    if isinstance(value, Mapping) and value.get("resourceType") == "Bundle":
-        return bundle_problem(value)
-    return None
+    if not isinstance(value, Mapping):
+        return None
+    if value.get("resourceType") == "Bundle":
+        problem = bundle_problem(value)
+        resources = [e.get("resource") for e in value.get("entry") or ()] if problem is None else []
+    else:
+        problem, resources = None, [value]
+    if problem is None and patient_id and any(_about_another_patient(r, patient_id) for r in resources):
+        # The spec leaves it to the service to check prefetch against its template: judging one patient's
+        # order on another's record would be worse than not judging it.
+        problem = "it holds data about a patient other than context.patientId"
+    return problem
 
 
-def _why_not_fetched(sent: Any, present: bool) -> str:
+def _about_another_patient(resource: Any, patient_id: str) -> bool:
+    if not isinstance(resource, Mapping):
+        return False
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") not in (None, patient_id)
+    for element in ("subject", "patient"):
+        reference = resource.get(element)
+        if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+            # "Patient/123", or an absolute URL ending in it
+            tail = reference["reference"].rstrip("/").split("/")[-2:]
+            if tail[0] == "Patient" and tail[-1] != patient_id:
+                return True
+    return False
+
+
+def _why_not_fetched(sent: Any, present: bool, patient_id: str | None) -> str:
     if not present:
         return "not in prefetch and no fhirServer was given"
-    if problem := _unusable(sent):
+    if problem := _unusable(sent, patient_id):
         return f"{problem} and no fhirServer was given"
     return "only the first page of results was sent and there is no fhirServer to read the rest"
 
@@ -90,7 +114,7 @@ def resolve(
     # Only the advertised keys are decoded (once, here); anything else the EHR sent stays unread.
     sent = {key: decoded(call.prefetch[key], f"prefetch.{key}") for key in templates if key in call.prefetch}
     for key, template in templates.items():
-        if key in sent and not _unusable(sent[key]):
+        if key in sent and not _unusable(sent[key], call.patient_id):
             value = sent[key]
             data.values[key] = value
             if isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and next_link(value):
@@ -106,7 +130,7 @@ def resolve(
     if call.fhir_server is None:
         for key in jobs:
             data.values.pop(key, None)
-            data.unavailable[key] = _why_not_fetched(sent.get(key), key in sent)
+            data.unavailable[key] = _why_not_fetched(sent.get(key), key in sent, call.patient_id)
         return data
     authorize_server(call.fhir_server)  # raises 403 before any outbound request
     results = client.fetch_all(call.fhir_server, jobs, call.access_token)
