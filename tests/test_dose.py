@@ -418,3 +418,10 @@ def test_long_hostile_text_is_cheap(text: str) -> None:
     result = compute_dose(mr({"text": text}))
     assert time.perf_counter() - start < 0.5
     assert result.reason in REASONS or result.ok
+
+
+def test_a_dose_too_small_to_show_is_not_a_dose() -> None:
+    # Found by the property test: 5e-213 tablets rounded to 0 mg and still counted as a readable dose.
+    result = compute_dose(mr(r4(qty(5e-213, "{tbl}"), daily(1))))
+    assert not result.ok
+    assert result.reason == "invalid-value"

@@ -223,6 +223,10 @@ def _line(dosage: Any, ctx: _Context) -> _Line:
     else:
         raise DoseProblem("no-dose", REASONS["no-dose"])
 
+    if not to_float(mg_dose):
+        # A positive amount smaller than the result's precision (a millionth of a mg) is not a dose.
+        raise DoseProblem("invalid-value", f"The dose ({dose_expr}) is too small to be a real dose.")
+
     admin_max = dosage.get("maxDosePerAdministration")
     if admin_max is not None:
         mg_admin, admin_expr = _to_mg(_quantity(admin_max, "maximum dose per administration"), ctx, notes)
