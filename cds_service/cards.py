@@ -92,8 +92,10 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
             "topic": {"system": label.topic_system, "code": topic.topic, "display": topic.display},
         },
     }
-    if finding.suggestions:
-        card["suggestions"] = [_suggestion(s) for s in finding.suggestions]
+    # A suggestion without an action (the draft had no id to update) is no one-click fix: left out.
+    suggestions = [s for s in finding.suggestions if s.actions]
+    if suggestions:
+        card["suggestions"] = [_suggestion(s) for s in suggestions]
         # Each suggestion is an alternative fix of the same order: the clinician picks one.
         card["selectionBehavior"] = "at-most-one"
     if topic.override_reasons:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,9 +18,12 @@ from cds_service.protocol.errors import InvalidRequest
 from cds_service.protocol.raw_json import is_json_object
 from cds_service.protocol.services import ServiceDefinition
 
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-USER_REFERENCE = re.compile(r"(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}")
-LOCAL_REFERENCE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+# A FHIR id, [A-Za-z0-9\-.]{1,64}, but never "." or "..": in a URL path those name the directory itself or
+# its parent, so Patient/.. would read the FHIR base.
+_ID = r"(?!\.\.?\Z)[A-Za-z0-9\-.]{1,64}"
+FHIR_ID = re.compile(_ID)
+USER_REFERENCE = re.compile(rf"(Practitioner|PractitionerRole|Patient|RelatedPerson)/{_ID}")
+LOCAL_REFERENCE = re.compile(rf"[A-Z][A-Za-z]+/{_ID}")
 ORDER_RESOURCE_TYPES = frozenset(
     {
         "MedicationRequest",
@@ -118,6 +122,9 @@ def _fhir_server(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
         parts = urlsplit(server)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise InvalidRequest("fhirServer must be an absolute http(s) URL", "fhirServer")
+        if "?" in server or "#" in server:
+            # Even an empty query or fragment: queries resolved against it would go one directory up.
+            raise InvalidRequest("fhirServer must be a base URL without query or fragment", "fhirServer")
     if authorization is None:
         return server, None
     if not isinstance(authorization, dict):
@@ -178,6 +185,25 @@ def validate_call(body: Any, service: ServiceDefinition) -> HookCall:
     )
 
 
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:(?P<second>[0-9]{2})(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _is_date_time(value: str) -> bool:
+    """An RFC 3339 date-time with zone (seconds optional): the shape, and a real date, time and offset."""
+    shape = _DATE_TIME.fullmatch(value)
+    if shape is None:
+        return False
+    if shape["second"] == "60":  # RFC 3339 allows a leap second; datetime has none
+        value = value[: shape.start("second")] + "59" + value[shape.end("second") :]
+    try:
+        datetime.fromisoformat(value)  # 3.11: takes "Z"; refuses month 13, hour 24+, offset 24:00+
+    except ValueError:
+        return False
+    return True
+
+
 def validate_feedback(body: Any) -> list[dict[str, Any]]:
     """The feedback entries of a 2.0 feedback body, or a 400 naming the first problem."""
     if not isinstance(body, dict):
@@ -194,7 +220,7 @@ def validate_feedback(body: Any) -> list[dict[str, Any]]:
         if outcome not in {"accepted", "overridden"}:
             raise InvalidRequest(f"{where}.outcome must be accepted or overridden", f"{where}.outcome")
         timestamp = _require(item, "outcomeTimestamp", str, f"{where}.outcomeTimestamp")
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})", timestamp):
+        if not _is_date_time(timestamp):
             raise InvalidRequest(
                 f"{where}.outcomeTimestamp must be an ISO 8601 date-time with zone",
                 f"{where}.outcomeTimestamp",

@@ -3,7 +3,8 @@
 
 An update carries the whole draft with its dosage replaced by one coded instruction (mg per dose, times
 a day), so the EHR receives a complete, valid order: id, status, intent, subject, medication[x] and
-dosageInstruction are always present.
+dosageInstruction are always present. A draft without an id gets no update: there is nothing the EHR
+could match it to, and an invented id would name an order it never issued.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def updated_order(ctx: RuleContext, order: Order, regimen: Regimen) -> dict[str,
         _dosage(regimen, original if isinstance(original, Mapping) else None, stu3)
     ]
     resource.setdefault("resourceType", "MedicationRequest")
-    resource.setdefault("id", "amifampridine-draft")
     resource.setdefault("status", "draft")
     if resource["resourceType"] == "MedicationRequest":
         resource.setdefault("intent", "order")
@@ -93,6 +93,9 @@ def updated_order(ctx: RuleContext, order: Order, regimen: Regimen) -> dict[str,
 
 
 def update_suggestion(ctx: RuleContext, order: Order, regimen: Regimen, label: str) -> Suggestion:
+    """The update of ``order`` to ``regimen``; without actions when the draft has no id to update."""
+    if not order.resource.get("id"):
+        return Suggestion(label=label, actions=(), recommended=True)
     return Suggestion(
         label=label,
         actions=(

@@ -22,6 +22,10 @@ def normalize_base_url(url: str) -> str:
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError("not a URL")
+    # A bare "?" or "#" parses as an empty query or fragment, which would compare equal to the plain base
+    # URL, while a client resolving paths against the raw string would go one directory up.
+    if "?" in url or "#" in url:
+        raise ValueError("a FHIR base URL has no query or fragment")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
