@@ -4,6 +4,10 @@ A result is read only when the Observation is about NAT2 (gene studied HGNC:7646
 or a NAT2 star-allele genotype). Shapes, in order: a coded phenotype (LOINC answer LA9657-3 and friends,
 as a therapeutic-implication component, LOINC 53040-2 code or component, or the value); a genotype
 such as ``NAT2*5/*6`` judged by allele function (``cards/nat2.yaml``); text such as "slow acetylator".
+A diplotype counts only when it is NAT2's: written after "NAT2" (``NAT2*5/*6``, ``NAT2 *5/*6``,
+``NAT2 genotype: *5/*6``), or the value of an observation or component whose own code names NAT2 (or
+whose "gene studied" component is NAT2) -- so "CYP2D6 *4/*4; NAT2 *5/*6" is read as NAT2 *5/*6. A poor
+phrase preceded within a few words by "no", "not", "negative for" or "without" does not count.
 The newest NAT2 result that gives a phenotype wins; only "poor" raises a card.
 """
 
@@ -22,7 +26,16 @@ from cds_service.rules.lowest_start import lowest_start_advice
 TOPIC = "nat2-poor-metabolizer"
 POOR = "poor"
 INDETERMINATE = "indeterminate"
-_DIPLOTYPE = re.compile(r"\*\s*(\d+)[A-Z]?\s*/\s*(?:NAT2)?\s*\*\s*(\d+)[A-Z]?", re.IGNORECASE)
+GENE_STUDIED = "48018-6"  # LOINC "Gene studied [ID]"
+_ALLELES = r"\*\s*(?P<first>\d+)[A-Z]?\s*/\s*(?:NAT2)?\s*\*\s*(?P<second>\d+)[A-Z]?"
+# A bare diplotype, read only from a value that belongs to NAT2.
+_DIPLOTYPE = re.compile(_ALLELES, re.IGNORECASE)
+# A diplotype written after "NAT2" (NAT2*5/*6, NAT2 *5/*6, NAT2 genotype: *5/*6), read anywhere.
+_NAT2_DIPLOTYPE = re.compile(
+    rf"\bNAT2\s*(?:(?:genotype|diplotype)\s*)?:?\s*(?P<diplotype>{_ALLELES})", re.IGNORECASE
+)
+# "no", "not", "negative for" or "without" up to two words before a phrase, in the same clause, negate it.
+_NEGATED = re.compile(r"\b(?:no|not|negative\s+for|without)(?:[\s-]+\w+){0,2}[\s-]*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,30 +81,72 @@ def _about_nat2(strings: list[str], gene: Mapping[str, Any]) -> bool:
     return any(symbol in s.upper() or hgnc in s.upper() for s in strings)
 
 
-def _genotype(strings: list[str], config: Mapping[str, Any]) -> str | None:
-    # The observation is already known to be about NAT2, so any diplotype in it is a NAT2 genotype.
-    candidates = strings
+def _codes(concept: Any) -> set[str]:
+    codings = concept.get("coding") if isinstance(concept, Mapping) else None
+    return {str(c.get("code")) for c in codings or [] if isinstance(c, Mapping)}
+
+
+def _value_strings(element: Mapping[str, Any]) -> list[str]:
+    return [s for key, value in element.items() if key.startswith("value") for s in _strings(value)]
+
+
+def _nat2_values(observation: Mapping[str, Any], gene: Mapping[str, Any]) -> list[str]:
+    """Strings of the values that are NAT2's: the observation's own value when its code names NAT2 or
+    a "gene studied" component is NAT2, and each component's value when that component's code names NAT2."""
+    components = [c for c in observation.get("component") or [] if isinstance(c, Mapping)]
+    studied = any(
+        GENE_STUDIED in _codes(c.get("code")) and _about_nat2(_value_strings(c), gene) for c in components
+    )
+    owned = [
+        element
+        for element in [observation, *components]
+        if _about_nat2(list(_strings(element.get("code"))), gene) or (element is observation and studied)
+    ]
+    return [s for element in owned for s in _value_strings(element)]
+
+
+def _diplotype(strings: list[str], nat2_values: list[str]) -> tuple[str, str, str] | None:
+    """(first allele, second allele, diplotype as written) of the first NAT2 diplotype, if any."""
+    for text in strings:
+        if match := _NAT2_DIPLOTYPE.search(text):
+            return match.group("first"), match.group("second"), match.group("diplotype")
+    for text in nat2_values:
+        if match := _DIPLOTYPE.search(text):
+            return match.group("first"), match.group("second"), match.group(0)
+    return None
+
+
+def _genotype(strings: list[str], nat2_values: list[str], config: Mapping[str, Any]) -> str | None:
+    found = _diplotype(strings, nat2_values)
+    if found is None:
+        return None
     functions = config.get("allele_function") or {}
     increased = {str(a) for a in functions.get("increased") or []}
     decreased = {str(a) for a in functions.get("decreased") or []}
-    for text in candidates:
-        match = _DIPLOTYPE.search(text)
-        if not match:
-            continue
-        kinds = [
-            "decreased" if a in decreased else "increased" if a in increased else "unknown"
-            for a in match.groups()
-        ]
-        if "unknown" in kinds:
-            return INDETERMINATE
-        slow = kinds.count("decreased")
-        return {2: POOR, 1: "intermediate", 0: "rapid"}[slow] + f"|{match.group(0)}"
-    return None
+    kinds = [
+        "decreased" if a in decreased else "increased" if a in increased else "unknown" for a in found[:2]
+    ]
+    if "unknown" in kinds:
+        return INDETERMINATE
+    slow = kinds.count("decreased")
+    return {2: POOR, 1: "intermediate", 0: "rapid"}[slow] + f"|{found[2]}"
+
+
+def _says_poor(text: str, phrase: str) -> bool:
+    """True when ``phrase`` occurs in ``text`` (both lower case) without a negation just before it."""
+    start = text.find(phrase)
+    while start != -1:
+        if not _NEGATED.search(text[:start]):
+            return True
+        start = text.find(phrase, start + 1)
+    return False
 
 
 def read_nat2(observation: Mapping[str, Any], config: Mapping[str, Any]) -> Nat2Result | None:
     """The phenotype this Observation states, or None when it is not a NAT2 result."""
-    strings = list(_strings({k: v for k, v in observation.items() if k not in {"subject", "performer"}}))
+    # Not the references or identifiers: an id such as "pat-nat2-obs-2" does not make a result NAT2's.
+    skipped = {"subject", "performer", "id", "identifier", "meta"}
+    strings = list(_strings({k: v for k, v in observation.items() if k not in skipped}))
     if not _about_nat2(strings, config.get("gene") or {}):
         return None
     answers = config["phenotype_answers"]
@@ -100,7 +155,7 @@ def read_nat2(observation: Mapping[str, Any], config: Mapping[str, Any]) -> Nat2
         if phenotype:
             shown = coding.get("display") or phenotype
             return Nat2Result(phenotype, f"{shown} (LOINC answer {coding['code']})", observation)
-    genotype = _genotype(strings, config)
+    genotype = _genotype(strings, _nat2_values(observation, config.get("gene") or {}), config)
     if genotype and genotype != INDETERMINATE:
         phenotype, _, diplotype = genotype.partition("|")
         return Nat2Result(
@@ -108,7 +163,7 @@ def read_nat2(observation: Mapping[str, Any], config: Mapping[str, Any]) -> Nat2
         )
     lowered = [s.lower() for s in strings]
     for phrase in config.get("poor_text") or []:
-        if any(phrase.lower() in s for s in lowered):
+        if any(_says_poor(s, phrase.lower()) for s in lowered):
             return Nat2Result(POOR, f'reported as "{phrase}"', observation)
     return Nat2Result(INDETERMINATE, "NAT2 result without a phenotype this service can read", observation)
 
