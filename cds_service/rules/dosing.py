@@ -180,7 +180,15 @@ def titration_step(ctx: RuleContext) -> list[Finding]:
             continue
         before = dose_of(ctx, previous)
         if not before.ok or before.mg_per_day is None:
+            # The step cannot be judged: say so on the card rather than only in the explain output.
             ctx.note("titration-step", f"{previous.reference}: current dose unknown ({before.reason})")
+            params = _common(ctx, order, dose) | {
+                "previous": previous.name,
+                "previous_reference": previous.reference,
+                "why": before.reason_text or "its dose could not be read",
+                "step": fmt_mg(band_for(ctx, order).row.titration_step_mg),
+            }
+            findings.append(Finding("titration-step", params, order=order, variant="previous-dose-unknown"))
             continue
         row = band_for(ctx, order).row
         rise = (dose.mg_per_day or 0) - before.mg_per_day

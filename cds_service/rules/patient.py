@@ -171,5 +171,8 @@ def previous_order(ctx: RuleContext, order: Order) -> Order | None:
 
 
 def is_new_start(ctx: RuleContext, order: Order) -> bool:
-    """No current amifampridine order and no priorPrescription: the patient starts the drug now."""
-    return not ctx.current_amifampridine() and _reference_of(order.resource.get("priorPrescription")) is None
+    """No current amifampridine order: the patient starts, or restarts, the drug now.
+
+    A priorPrescription naming an order that is no longer current (stopped, completed) is a restart:
+    judged as a start, so that the starting dose is checked rather than nothing at all."""
+    return not ctx.current_amifampridine()
