@@ -130,7 +130,7 @@ class PatientRecord:
     unavailable: dict[str, str] = field(default_factory=dict)
     # "Condition/x: ..." for each cited resource that is not valid FHIR R4 — for --explain
     not_valid_r4: list[str] = field(default_factory=list)
-    _validated: dict[int, bool] = field(default_factory=dict, repr=False)
+    _checked: set[int] = field(default_factory=set, repr=False)  # id() of resources already checked
     # Lazily built (system, code) indexes of the observations and the conditions, and what was looked up.
     _indexes: dict[str, dict[tuple[Any, Any], list[Mapping[str, Any]]]] = field(
         default_factory=dict, repr=False
@@ -192,21 +192,19 @@ class PatientRecord:
         """
         kept = list(resources)
         for resource in kept:
-            key = id(resource)
-            if key in self._validated:
+            if id(resource) in self._checked:
                 continue
+            self._checked.add(id(resource))
             model = model_for(str(resource.get("resourceType")))
-            ok = True
-            if model is not None:
-                try:
-                    model.model_validate(resource)
-                except (ValidationError, ValueError, TypeError):
-                    ok = False
-                    self.not_valid_r4.append(
-                        f"{resource.get('resourceType')}/{resource.get('id', '?')}: "
-                        "not valid FHIR R4, cited for what the rule could read"
-                    )
-            self._validated[key] = ok
+            if model is None:
+                continue
+            try:
+                model.model_validate(resource)
+            except (ValidationError, ValueError, TypeError):
+                self.not_valid_r4.append(
+                    f"{resource.get('resourceType')}/{resource.get('id', '?')}: "
+                    "not valid FHIR R4, cited for what the rule could read"
+                )
         return kept
 
 

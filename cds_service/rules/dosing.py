@@ -179,29 +179,26 @@ def titration_step(ctx: RuleContext) -> list[Finding]:
         if previous is None:
             continue
         before = dose_of(ctx, previous)
+        row = band_for(ctx, order).row
+        params = _common(ctx, order, dose) | {
+            "previous": previous.name,
+            "previous_reference": previous.reference,
+            "step": fmt_mg(row.titration_step_mg),
+        }
         if not before.ok or before.mg_per_day is None:
             # The step cannot be judged: say so on the card rather than only in the explain output.
             ctx.note("titration-step", f"{previous.reference}: current dose unknown ({before.reason})")
-            params = _common(ctx, order, dose) | {
-                "previous": previous.name,
-                "previous_reference": previous.reference,
-                "why": before.reason_text or "its dose could not be read",
-                "step": fmt_mg(band_for(ctx, order).row.titration_step_mg),
-            }
+            params["why"] = before.reason_text or "its dose could not be read"
             findings.append(Finding("titration-step", params, order=order, variant="previous-dose-unknown"))
             continue
-        row = band_for(ctx, order).row
         rise = (dose.mg_per_day or 0) - before.mg_per_day
         if rise <= row.titration_step_mg + _EPSILON:
             ctx.note("titration-step", f"rise {fmt_mg(rise)} mg/day within {fmt_mg(row.titration_step_mg)}")
             continue
-        params = _common(ctx, order, dose) | {
-            "previous": previous.name,
-            "previous_reference": previous.reference,
+        params |= {
             "previous_mg_per_day": fmt_mg(before.mg_per_day),
             "previous_arithmetic": before.arithmetic,
             "rise": fmt_mg(rise),
-            "step": fmt_mg(row.titration_step_mg),
             "target": fmt_mg(before.mg_per_day + row.titration_step_mg),
         }
         findings.append(Finding("titration-step", params, order=order))
