@@ -113,6 +113,13 @@ def concept_text(resource: Mapping[str, Any], element: str = "code") -> str:
     return "unnamed"
 
 
+def reference_to(value: Any) -> str | None:
+    """ "Type/id" of a Reference element, relative or absolute ("https://…/fhir/Patient/1" -> "Patient/1")."""
+    if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+        return "/".join(value["reference"].rstrip("/").split("/")[-2:])
+    return None
+
+
 def is_refuted(resource: Mapping[str, Any]) -> bool:
     return coded(resource, "verificationStatus") in NOT_TRUE
 

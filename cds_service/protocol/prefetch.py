@@ -19,6 +19,7 @@ from urllib.parse import quote
 from cds_service.fhir_client import FhirClient, bundle_problem, next_link
 from cds_service.protocol.raw_json import decoded
 from cds_service.protocol.validation import HookCall
+from cds_service.record import reference_to
 
 TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
 USER_TOKENS = {
@@ -85,12 +86,9 @@ def _about_another_patient(resource: Any, patient_id: str) -> bool:
     if resource.get("resourceType") == "Patient":
         return resource.get("id") not in (None, patient_id)
     for element in ("subject", "patient"):
-        reference = resource.get(element)
-        if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
-            # "Patient/123", or an absolute URL ending in it
-            tail = reference["reference"].rstrip("/").split("/")[-2:]
-            if tail[0] == "Patient" and tail[-1] != patient_id:
-                return True
+        kind, _, ident = (reference_to(resource.get(element)) or "").partition("/")
+        if kind == "Patient" and ident != patient_id:
+            return True
     return False
 
 

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.dose import DoseResult, compute_dose
-from cds_service.record import Order, effective_date, parse_date
+from cds_service.record import Order, effective_date, parse_date, reference_to
 from cds_service.rules.base import RuleContext
 from cds_service.rules.dose_table import CHILD_UNDER_45KG, STANDARD, DoseRow, DoseTable, dose_table
 
@@ -151,16 +151,10 @@ def dose_of(ctx: RuleContext, order: Order) -> DoseResult:
     )
 
 
-def _reference_of(value: Any) -> str | None:
-    if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
-        return "/".join(value["reference"].rstrip("/").split("/")[-2:])
-    return None
-
-
 def previous_order(ctx: RuleContext, order: Order) -> Order | None:
     """The amifampridine order this one changes: its priorPrescription, else the newest current one."""
     current = ctx.current_amifampridine()
-    prior = _reference_of(order.resource.get("priorPrescription"))
+    prior = reference_to(order.resource.get("priorPrescription"))
     if prior:
         for candidate in current:
             if candidate.reference == prior:
