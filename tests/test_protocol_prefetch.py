@@ -76,12 +76,22 @@ def test_null_prefetch_means_no_data_and_is_not_fetched(client: FlaskClient) -> 
         assert len(mocked.calls) == 0
 
 
-def test_operation_outcome_in_prefetch_is_fetched_again(client: FlaskClient) -> None:
+EHR_TIMEOUT = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "timeout", "diagnostics": "EHR prefetch timed out"}],
+}
+ERROR_OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+
+
+@pytest.mark.parametrize(
+    "sent",
+    # The whole value, or an entry of a searchset (a server's search.mode=outcome; CDS Hooks 2.4).
+    [EHR_TIMEOUT, searchset(ERROR_OUTCOME)],
+    ids=["operation-outcome", "bundle-with-error-outcome"],
+)
+def test_an_operation_outcome_in_prefetch_is_fetched_again(client: FlaskClient, sent: dict[str, Any]) -> None:
     prefetch = empty_prefetch()
-    prefetch["conditions"] = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "timeout", "diagnostics": "EHR prefetch timed out"}],
-    }
+    prefetch["conditions"] = sent
     with responses.RequestsMock() as mocked:
         mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(epilepsy()))
         response = client.post(
@@ -282,22 +292,6 @@ def test_cookies_a_fhir_server_sets_are_not_sent_on_later_queries(client: FlaskC
             assert response.status_code == 200
         assert len(mocked.calls) == 14
         assert not [call for call in mocked.calls if "Cookie" in call.request.headers]
-
-
-ERROR_OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
-
-
-def test_an_error_outcome_inside_a_prefetch_bundle_is_fetched_again(client: FlaskClient) -> None:
-    # A server's search.mode=outcome entry: the results are not what was asked for (CDS Hooks 2.4).
-    prefetch = empty_prefetch()
-    prefetch["conditions"] = searchset(ERROR_OUTCOME)
-    with responses.RequestsMock() as mocked:
-        mocked.get(re.compile(rf"{re.escape(FHIR)}/Condition\?.*"), json=searchset(epilepsy()))
-        response = client.post(
-            ORDER_SIGN, json=_with_server(order_sign(amifampridine_order(), prefetch=prefetch))
-        )
-        assert topics(response.get_json()) == ["seizure-history"]
-        assert len(mocked.calls) == 1
 
 
 def test_an_error_outcome_inside_a_bundle_without_a_server_is_a_check_not_run(client: FlaskClient) -> None:
