@@ -20,11 +20,16 @@ from typing import Any
 PROJECT_BASE = "https://amifampridine-cds.github.io/fhir"
 MATCH_TEXT_URL = f"{PROJECT_BASE}/StructureDefinition/match-text"
 VERIFY_URL = f"{PROJECT_BASE}/StructureDefinition/verify"
+# Where a code (a concept, or an include's filter) was confirmed: one extension per public source, its
+# valueString naming the source (a VSAC OID and the repository file it was read from, a Synthea module,
+# the FDA NDC directory...). A code with fewer than two sources carries VERIFY_URL.
+SOURCE_URL = f"{PROJECT_BASE}/StructureDefinition/source"
 
 # Systems whose hierarchy is expressed by code prefix.
 _PREFIX_SYSTEMS = {
     "http://hl7.org/fhir/sid/icd-10-cm",
     "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-9-cm",
     "http://www.whocc.no/atc",
 }
 
@@ -35,7 +40,7 @@ class ValueSetError(ValueError):
 
 def _normalise_code(system: str, code: str) -> str:
     code = code.strip()
-    # ICD-10 codes are sent with and without the dot (G40.909 / G40909): compare without it.
+    # ICD codes are sent with and without the dot (G40.909 / G40909, 345.10 / 34510): compare without it.
     if system in _PREFIX_SYSTEMS:
         return code.replace(".", "").upper()
     return code
