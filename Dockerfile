@@ -10,13 +10,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/venv
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY cds_service ./cds_service
 COPY cards ./cards
 # The service runs from bytecode compiled here (the root filesystem may be read-only); pip and
 # setuptools are not needed at run time.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl \
+    && /opt/venv/bin/pip install --no-cache-dir --constraint constraints.txt /wheels/*.whl \
     && /opt/venv/bin/pip uninstall --yes --quiet setuptools pip \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
