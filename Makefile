@@ -32,9 +32,13 @@ $(RUNTIME_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e .
 	@touch $@
 
-# Everything the tests and the benchmark need.
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+# Everything the tests and the benchmark need, and checkov (the manifests' policy linter) in a virtualenv of
+# its own, since its pins would bend ours.
+CHECKOV := $(VENV)/checkov/bin/checkov
+$(STAMP): pyproject.toml constraints.txt deploy/tools/checkov-constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e '.[test,bench]'
+	test -x $(VENV)/checkov/bin/python || $(BIN)/python -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --constraint deploy/tools/checkov-constraints.txt checkov
 	@touch $@ $(RUNTIME_STAMP)
 
 install-runtime: $(RUNTIME_STAMP)
@@ -79,7 +83,10 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --no-header \
 		--annotation-style line --quiet --output-file constraints.new
 	{ head -n 2 constraints.txt; cat constraints.new; } > constraints.tmp && mv constraints.tmp constraints.txt
-	rm constraints.new
+	echo "checkov==$$($(CHECKOV) --version)" | $(BIN)/uv pip compile - --universal --python-version 3.11 \
+		--no-header --annotation-style line --quiet --output-file constraints.new
+	{ head -n 2 deploy/tools/checkov-constraints.txt; cat constraints.new; } > constraints.tmp
+	mv constraints.tmp deploy/tools/checkov-constraints.txt && rm constraints.new
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache data
