@@ -22,9 +22,16 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
 
 # ---- final: no compilers, no build tools, no sources; a non-root user ----
 FROM ${BASE_IMAGE}
+# Set by the release build (make container-test passes them too): what this image is, and from which commit.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="cds-service" \
       org.opencontainers.image.description="Amifampridine safety checks as a CDS Hooks 2.0.1 service" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin cds \
@@ -48,9 +55,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     CDS_FIXTURES_DIR=/app/fixtures \
     CDS_DATA_DIR=/data
 
-# Audit database (SQLite by default) lives here; everything else may be a read-only root filesystem
-# (gunicorn and the metrics files use /tmp and /dev/shm, which must be tmpfs/emptyDir).
-VOLUME ["/data"]
+# Audit database (SQLite by default) lives in /data; everything else may be a read-only root filesystem.
+# /tmp (TMPDIR: gunicorn's heartbeat files, the Prometheus multiprocess folder) is a volume of the image,
+# so it stays writable under `docker run --read-only`, which, unlike podman, mounts no tmpfs there.
+# Kubernetes mounts an emptyDir over it.
+ENV TMPDIR=/tmp
+VOLUME ["/data", "/tmp"]
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080

@@ -149,7 +149,8 @@ main() {
     # --layers=false: no intermediate images (the builder stage) are left behind.
     if podman build --quiet --layers=false --isolation chroot --format docker --pull=never \
         -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-        --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1; then
+        --build-arg BASE_IMAGE="$BASE_IMAGE" \
+        --build-arg REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1; then
         pass "image builds on the local Debian base ($(podman image inspect --format '{{.Size}}' "$IMAGE" |
             awk '{printf "%.0f MB", $1 / 1e6}'), $((SECONDS - started)) s so far)"
     else
@@ -165,6 +166,14 @@ main() {
         pass "image runs as a non-root user ($user)"
     else
         fail "image runs as a non-root user (got '$user')"
+    fi
+
+    local revision
+    revision="$(podman image inspect --format '{{index .Labels "org.opencontainers.image.revision"}}' "$IMAGE")"
+    if [[ "$revision" == "$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" ]]; then
+        pass "OCI labels name the version and the revision ($revision)"
+    else
+        fail "OCI labels name the revision (got '$revision')"
     fi
 
     # Refuses to start without configuration (CDS_AUTH=on by default and no trusted-clients file).
@@ -201,6 +210,20 @@ main() {
         summary
         return
     fi
+
+    # Docker's --read-only mounts no tmpfs on /tmp (podman's does): the image must bring its own writable /tmp.
+    local docker_name="$NAME-docker-read-only" docker_port
+    docker_port="$("${HELPER[@]}" free-port)"
+    CONTAINERS+=("$docker_name")
+    if podman run -d --name "$docker_name" --read-only --read-only-tmpfs=false --cap-drop=ALL \
+        --security-opt no-new-privileges -p "127.0.0.1:$docker_port:8080" -e CDS_AUTH=off \
+        "$IMAGE" >"$WORK/docker-run.log" 2>&1 && wait_ready "http://127.0.0.1:$docker_port/readyz" "$docker_name"; then
+        pass "/readyz answers 200 under Docker's --read-only (no tmpfs on /tmp)"
+    else
+        fail "/readyz answers 200 under Docker's --read-only (no tmpfs on /tmp)"
+        podman logs --tail 20 "$docker_name" >&2 || true
+    fi
+    podman rm -f -t 5 "$docker_name" >/dev/null 2>&1 || true
 
     if wait_ready "$base/readyz" "$NAME"; then
         pass "/readyz answers 200 with a read-only root filesystem ($((SECONDS - started)) s so far)"

@@ -74,7 +74,8 @@ def test_secure_defaults_and_paths_in_the_image() -> None:
     assert "CDS_CARDS_DIR=/app/cards" in env
     assert "CDS_DATA_DIR=/data" in env
     assert any(keyword == "COPY" and rest.endswith("/app/cards") for keyword, rest in final_stage())
-    assert ("VOLUME", '["/data"]') in final_stage()
+    assert ("VOLUME", '["/data", "/tmp"]') in final_stage()  # /tmp: Docker's --read-only mounts no tmpfs
+    assert ("ENV", "TMPDIR=/tmp") in final_stage()
     entry = dict(final_stage())
     assert entry["ENTRYPOINT"] == '["cds-service"]' and entry["CMD"] == '["serve"]'
 
@@ -89,3 +90,10 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
             copied.update(source.lstrip("./").rstrip("/") for source in rest.split()[:-1])
     assert copied <= included, copied - included
     assert ".venv" not in included and "data" not in included
+
+
+def test_image_names_its_version_source_and_revision() -> None:
+    labels = " ".join(rest for keyword, rest in final_stage() if keyword == "LABEL")
+    for key, arg in [("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")]:
+        assert f'org.opencontainers.image.{key}="${{{arg}}}"' in labels
+        assert any(keyword == "ARG" and rest.startswith(f"{arg}=") for keyword, rest in final_stage())
