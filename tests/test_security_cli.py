@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from cds_service.config import ConfigError
 from cds_service.security.cli import register_cli
 from cds_service.security.config import load_trusted_clients
 from cds_service.security.jwt_verifier import JwtVerifier
+from cds_service.security.keys import jwk_thumbprint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared/cds-hooks/hl7-cds-hooks-2.0.1-examples"
 
@@ -69,3 +71,41 @@ def test_mint_refuses_a_public_key(tmp_path, capsys):
     public_only = tmp_path / "pub.json"
     public_only.write_text(json.dumps(make_keypair("ES384").public_jwk))
     assert run("mint-token", "--key", str(public_only), "--iss", ISS, "--aud", PUBLIC_BASE) == 2
+
+
+def test_keys_new_writes_a_private_pem_that_mint_token_signs_with(tmp_path, capsys):
+    pem = tmp_path / "client.pem"
+    assert run("keys", "new", "--out", str(pem)) == 0
+    jwks = json.loads(capsys.readouterr().out)
+    [entry] = jwks["keys"]
+    assert "d" not in entry and entry["alg"] == "ES384" and entry["kid"] == jwk_thumbprint(entry)
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert pem.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+    aud = f"{PUBLIC_BASE}/cds-services/amifampridine-order-select"
+    assert run("mint-token", "--key", str(pem), "--iss", ISS, "--aud", aud) == 0
+    token = capsys.readouterr().out.strip()
+    path = write_trusted_clients(tmp_path, [client_entry(ISS, jwks=jwks)])
+    client = JwtVerifier(load_trusted_clients(path)).verify(token, aud)
+    assert (client.iss, client.kid) == (ISS, entry["kid"])
+
+
+def test_keys_new_never_overwrites_a_key_by_accident(tmp_path, capsys):
+    pem = tmp_path / "client.pem"
+    assert run("keys", "new", "--out", str(pem), "--alg", "RS384") == 0
+    first = pem.read_bytes()
+    assert run("keys", "new", "--out", str(pem)) == 2
+    assert pem.read_bytes() == first
+    assert "exists" in capsys.readouterr().err
+    assert run("keys", "new", "--out", str(pem), "--force") == 0
+    assert pem.read_bytes() != first
+
+
+def test_mint_token_says_in_one_line_why_a_key_file_is_unusable(tmp_path, capsys):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    assert run("mint-token", "--key", str(junk), "--iss", ISS, "--aud", PUBLIC_BASE) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an unencrypted PEM private key" in err and "Traceback" not in err
+    assert run("mint-token", "--key", str(tmp_path / "absent.pem"), "--iss", ISS, "--aud", PUBLIC_BASE) == 2
+    assert "cannot read key" in capsys.readouterr().err

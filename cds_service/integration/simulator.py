@@ -2,7 +2,7 @@
 
 1. read the service's discovery document and pick the service for the hook;
 2. fill its prefetch templates for the patient and run them against the FHIR server (every page);
-3. sign a client JWT when a private key is given (ES384/ES256 for EC keys, RS384 for RSA keys);
+3. sign a client JWT when a private key is given (PEM or JWK; see cds_service.security.keys);
 4. POST the hook call and return the cards.
 
 Tokens and patient data are never logged; the FHIR token (if any) goes to the FHIR server and, as
@@ -11,27 +11,23 @@ Tokens and patient data are never logged; the FHIR token (if any) goes to the FH
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import jwt
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds_service.fhir_client import next_link
 from cds_service.protocol.prefetch import fill_template
 from cds_service.protocol.services import HOOKS
+from cds_service.security.keys import SigningKey, jwk_thumbprint, load_signing_key
+
+__all__ = ["SigningKey", "SimulateOptions", "Simulation", "jwk_thumbprint", "load_signing_key", "simulate"]
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_SERVICE_URL = "http://127.0.0.1:8080"
@@ -41,14 +37,6 @@ MAX_PAGES = 50
 
 class SimulatorError(Exception):
     """The simulation could not be completed; the message says which step failed and why."""
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    private_key: Any
-    alg: str
-    kid: str
-    public_jwk: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,44 +69,7 @@ class Simulation:
     elapsed_ms: float = 0.0
 
 
-# --- keys and tokens -------------------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def jwk_thumbprint(public_jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 thumbprint (SHA-256) of an EC or RSA public JWK."""
-    members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}.get(str(public_jwk.get("kty")))
-    if members is None:
-        raise SimulatorError(f"cannot compute a thumbprint for a {public_jwk.get('kty')} key")
-    canonical = json.dumps({m: public_jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
-
-
-def load_signing_key(path: Path, kid: str | None = None) -> SigningKey:
-    """A PEM private key; the algorithm follows from the key (P-384 → ES384, P-256 → ES256, RSA → RS384)."""
-    try:
-        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise SimulatorError(f"cannot read key {path}: {exc.strerror or exc}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SimulatorError(f"{path} is not an unencrypted PEM private key") from exc
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        algs = {"secp384r1": "ES384", "secp256r1": "ES256"}
-        alg = algs.get(private_key.curve.name)
-        if alg is None:
-            raise SimulatorError(f"EC curve {private_key.curve.name} is not used by CDS Hooks (use P-384)")
-        public_jwk = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
-    elif isinstance(private_key, rsa.RSAPrivateKey):
-        alg = "RS384"
-        public_jwk = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
-    else:
-        raise SimulatorError(f"{path}: only EC (P-384) and RSA keys can sign CDS Hooks JWTs")
-    kid = kid or jwk_thumbprint(public_jwk)
-    public_jwk.update({"kid": kid, "alg": alg, "use": "sig"})
-    return SigningKey(private_key=private_key, alg=alg, kid=kid, public_jwk=public_jwk)
+# --- tokens ------------------------------------------------------------------------------------------
 
 
 def client_token(key: SigningKey, iss: str, audience: str, tenant: str | None = None) -> str:

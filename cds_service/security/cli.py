@@ -1,10 +1,12 @@
-"""Subcommands ``trusted-clients`` and ``mint-token`` of ``cds-service`` (see ``register_cli``).
+"""Subcommands ``trusted-clients``, ``keys new`` and ``mint-token`` of ``cds-service`` (see ``register_cli``).
 
     cds-service trusted-clients [FILE] [--fetch]   check the file; with --fetch, also each key set URL
-    cds-service mint-token --key private.jwk --iss ISS --aud URL [--tenant T]
+    cds-service keys new --out client.pem          a test client key pair: private PEM (0600), JWKS on stdout
+    cds-service mint-token --key client.pem --iss ISS --aud URL [--tenant T]
                                                    print a client JWT, for testing a deployment with curl
 
 The token is printed to stdout only (never logged); use it with test keys, never an EHR's real key.
+``--key`` takes the same file everywhere (``simulate`` too): a private PEM or a private JWK.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ import time
 import uuid
 from pathlib import Path
 
+from cds_service.security.keys import (
+    NEW_KEY_ALGORITHMS,
+    KeyFileError,
+    generate_signing_key,
+    load_signing_key,
+    write_private_pem,
+)
+
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser(
@@ -25,11 +35,28 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--fetch", action="store_true", help="also fetch every jwks_url and list its kids")
     check.set_defaults(func=_check)
 
+    keys = subparsers.add_parser("keys", help="make a client key pair for testing a deployment")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    new = keys_sub.add_parser(
+        "new",
+        help="write a private key (PEM, 0600) and print its JWKS entry (kid = RFC 7638 thumbprint)",
+        description="Writes a new private key for a test client and prints the public key set to publish "
+        "at the client's jwks_url or to paste into the trusted-clients file under 'jwks'.",
+    )
+    new.add_argument("--out", type=Path, required=True, help="file for the private key (PEM); created 0600")
+    new.add_argument("--alg", choices=NEW_KEY_ALGORITHMS, default="ES384", help="default ES384 (P-384)")
+    new.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint of the public key)")
+    new.add_argument("--force", action="store_true", help="replace --out if it exists")
+    new.set_defaults(func=_keys_new)
+
     mint = subparsers.add_parser("mint-token", help="print a signed CDS client JWT (testing only)")
-    mint.add_argument("--key", type=Path, required=True, help="private JWK (JSON) with kid and alg")
-    mint.add_argument("--iss", required=True)
+    mint.add_argument(
+        "--key", type=Path, required=True, help="private key: PEM (from `keys new`) or a JWK with 'd'"
+    )
+    mint.add_argument("--kid", help="key id (default: the JWK's kid, else the RFC 7638 thumbprint)")
+    mint.add_argument("--iss", required=True, help="the issuer, as listed in the trusted-clients file")
     mint.add_argument("--aud", required=True, help="the exact endpoint URL the token is for")
-    mint.add_argument("--tenant")
+    mint.add_argument("--tenant", help="tenant claim, when the client lists tenants")
     mint.add_argument("--jku", help="add a jku header (must be listed for the client)")
     mint.add_argument("--lifetime", type=int, default=300, help="seconds (default 300)")
     mint.set_defaults(func=_mint)
@@ -69,14 +96,28 @@ def _check(args: argparse.Namespace) -> int:
     return status
 
 
+def _keys_new(args: argparse.Namespace) -> int:
+    try:
+        key = generate_signing_key(args.alg, args.kid)
+        write_private_pem(key, args.out, overwrite=args.force)
+    except KeyFileError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(key.jwks(), indent=2))
+    print(
+        f"private key written to {args.out} (kid {key.kid}); keep it out of version control", file=sys.stderr
+    )
+    return 0
+
+
 def _mint(args: argparse.Namespace) -> int:
     import jwt
 
-    jwk = json.loads(args.key.read_text(encoding="utf-8"))
-    if "d" not in jwk or not jwk.get("kid"):
-        print("cds-service: --key must be a private JWK with a kid", file=sys.stderr)
+    try:
+        key = load_signing_key(args.key, args.kid)
+    except KeyFileError as exc:
+        print(f"cds-service: --key: {exc}", file=sys.stderr)
         return 2
-    key = jwt.PyJWK(jwk)
     now = int(time.time())
     claims = {
         "iss": args.iss,
@@ -87,6 +128,6 @@ def _mint(args: argparse.Namespace) -> int:
     }
     if args.tenant:
         claims["tenant"] = args.tenant
-    headers = {"typ": "JWT", "kid": jwk["kid"], **({"jku": args.jku} if args.jku else {})}
-    print(jwt.encode(claims, key.key, algorithm=key.algorithm_name, headers=headers))
+    headers = {"typ": "JWT", "kid": key.kid, **({"jku": args.jku} if args.jku else {})}
+    print(jwt.encode(claims, key.private_key, algorithm=key.alg, headers=headers))
     return 0

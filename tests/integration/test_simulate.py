@@ -19,6 +19,7 @@ from sekmet_server import FhirServer, free_port
 from cds_service.cli import main
 from cds_service.integration.fixtures import Case
 from cds_service.integration.simulator import jwk_thumbprint, load_signing_key
+from cds_service.security.keys import KeyFileError
 
 ISS = "https://ehr-simulator.example.org"
 
@@ -169,7 +170,8 @@ def test_rsa_keys_sign_rs384_and_other_keys_are_refused(tmp_path: Path) -> None:
     )
     assert load_signing_key(tmp_path / "p256.pem").alg == "ES256"
     (tmp_path / "junk.pem").write_text("not a key")
-    from cds_service.integration.simulator import SimulatorError
-
-    with pytest.raises(SimulatorError, match="not an unencrypted PEM private key"):
+    with pytest.raises(KeyFileError, match="neither a PEM private key nor a JWK"):
         load_signing_key(tmp_path / "junk.pem")
+    (tmp_path / "broken.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(KeyFileError, match="not an unencrypted PEM private key"):
+        load_signing_key(tmp_path / "broken.pem")
