@@ -195,8 +195,8 @@ def _record_metrics(fields: Mapping[str, Any], status: int, seconds: float) -> N
     from cds_service import metrics
 
     service = _service_label(fields)
-    metrics.REQUESTS.labels(service=service, status=str(status)).inc()
-    metrics.REQUEST_LATENCY.labels(service=service, status=str(status)).observe(seconds)
+    metrics.REQUESTS.labels(service_id=service, status=str(status)).inc()
+    metrics.REQUEST_LATENCY.labels(service_id=service, status=str(status)).observe(seconds)
 
 
 def _metrics_view() -> Response:

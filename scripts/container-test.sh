@@ -257,8 +257,8 @@ main() {
     # Exactly one call of each kind was made, whichever worker answered it; the multiprocess collector
     # (all workers) has no per-process python_gc_* series.
     if [[ "$status" == "200" ]] &&
-        grep -q '^cds_requests_total{service="amifampridine-order-sign",status="200"} 1.0$' "$WORK/body" &&
-        grep -q '^cds_requests_total{service="amifampridine-order-sign",status="401"} 1.0$' "$WORK/body" &&
+        grep -q '^cds_requests_total{service_id="amifampridine-order-sign",status="200"} 1.0$' "$WORK/body" &&
+        grep -q '^cds_requests_total{service_id="amifampridine-order-sign",status="401"} 1.0$' "$WORK/body" &&
         grep -q '^cds_jwt_failures_total{reason="missing_authorization"} 1.0$' "$WORK/body" &&
         ! grep -q '^python_gc_objects_collected_total' "$WORK/body"; then
         pass "/metrics aggregates request and JWT-failure counters across workers"

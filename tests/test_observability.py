@@ -102,7 +102,7 @@ def test_rejected_token_is_timed_counted_and_never_logged(
     )
     token = mint_token(stranger, aud=f"https://cds.example.org{ORDER_SIGN}")
     caplog.set_level(logging.INFO)
-    labels = {"service": "amifampridine-order-sign", "status": "401"}
+    labels = {"service_id": "amifampridine-order-sign", "status": "401"}
     before = REGISTRY.get_sample_value("cds_requests_total", labels) or 0.0
 
     response = app.test_client().post(ORDER_SIGN, json=seizure_request(), headers=bearer(token))
@@ -117,7 +117,7 @@ def test_rejected_token_is_timed_counted_and_never_logged(
 
 
 def test_metrics_count_requests_by_service_and_status(app: Flask) -> None:
-    labels = {"service": "amifampridine-order-sign", "status": "200"}
+    labels = {"service_id": "amifampridine-order-sign", "status": "200"}
     before = REGISTRY.get_sample_value("cds_requests_total", labels) or 0.0
     before_hist = REGISTRY.get_sample_value("cds_request_duration_seconds_count", labels) or 0.0
     client = app.test_client()
@@ -305,7 +305,7 @@ def test_gunicorn_aggregates_metrics_logs_json_and_drains_on_sigterm(
     assert status == 200
     text = metrics.decode()
     # Multiprocess collector: every worker's counts, and none of the per-process default collectors.
-    assert 'cds_requests_total{service="amifampridine-order-sign",status="200"} 12.0' in text
+    assert 'cds_requests_total{service_id="amifampridine-order-sign",status="200"} 12.0' in text
     assert "python_gc_objects_collected_total" not in text
 
     process.send_signal(signal.SIGTERM)
@@ -341,3 +341,15 @@ def test_serve_without_trusted_clients_exits_2_with_one_line(tmp_path: Path) -> 
     problems = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert len(problems) == 1 and "CDS_TRUSTED_CLIENTS" in problems[0]
     assert "Traceback" not in result.stderr
+
+
+def test_no_metric_has_a_label_the_prometheus_operator_overwrites() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from cds_service import metrics
+
+    declared = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    assert len(declared) >= 5
+    for metric in declared:
+        # The operator sets these as target labels: ours would be overwritten or renamed exported_*.
+        assert not {"service", "job", "instance", "namespace", "pod"} & set(metric._labelnames), metric
