@@ -57,7 +57,15 @@ def _directories(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
     cards_dir = args.directory or Path(os.environ.get("CDS_CARDS_DIR") or DEFAULT_CARDS_DIR)
     site = args.site or (os.environ.get("CDS_SITE_KNOWLEDGE") or "").strip() or None
-    return cards_dir, Path(site) if site else None
+    return _shown(cards_dir), _shown(Path(site)) if site else None
+
+
+def _shown(path: Path) -> Path:
+    """The path relative to the working directory when it lies below it: shorter lines for people."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _broken(error: Exception) -> int:
