@@ -1,8 +1,9 @@
 """Load and validate the knowledge base in ``cards/`` once, at start-up.
 
 Everything a pharmacist reviews — card texts, override reasons, code lists, dose caps — lives there as
-data. A broken file stops the start with a message naming the file and the problem, never a half-loaded
-rule set.
+data. A broken or missing file (every file the code reads is listed in ``requirements.py``) stops the
+start with one line naming the file and the problem, never a half-loaded rule set. A site directory
+(``site.py``) adds codes and tunes topics on top; ``knowledge_version`` names the result.
 """
 
 from __future__ import annotations
