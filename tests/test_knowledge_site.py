@@ -134,6 +134,16 @@ BROKEN_SITES = {
         None,
         "amifampridine.valueset.json: adds nothing",
     ),
+    "a whole code system": (
+        {
+            "seizure-disorders": {
+                "resourceType": "ValueSet",
+                "compose": {"include": [{"system": "http://snomed.info/sct"}]},
+            }
+        },
+        None,
+        "seizure-disorders.valueset.json: compose.include[0] lists no concept and no filter",
+    ),
     "site.yaml not YAML": ({}, "topics: [", "site.yaml: cannot read YAML"),
     "site.yaml unknown key": ({}, "valuesets: {}\n", "site.yaml: unknown key 'valuesets'"),
 }

@@ -114,6 +114,9 @@ class _Builder:
             system = include.get("system")
             if not isinstance(system, str) or not system:
                 raise ValueSetError(f"{origin}: compose.include[{index}].system is required")
+            if not include.get("concept") and not include.get("filter"):
+                # FHIR reads such an include as the whole code system; matching that is not supported.
+                raise ValueSetError(f"{origin}: compose.include[{index}] lists no concept and no filter")
             for concept in _list(include.get("concept"), f"{origin}: compose.include[{index}].concept"):
                 self._add_concept(system, concept, f"{origin}: a concept in include[{index}]")
             for flt in _list(include.get("filter"), f"{origin}: compose.include[{index}].filter"):
