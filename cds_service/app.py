@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise ConfigError(f"knowledge base in {settings.cards_dir} is broken: {exc}") from exc
     preload()
     install_observability(app, settings)
+    from cds_service import metrics  # after install_observability: under gunicorn, metrics load late
+
+    metrics.record_build_info(app.extensions["cds.runtime"].knowledge.version)
     install_security(app, settings)
     install_storage(app, settings)
     install_cors(app, settings)

@@ -110,6 +110,10 @@ _INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def render_cards(findings: Iterable[Finding], knowledge: Knowledge) -> list[dict[str, Any]]:
-    """Cards in order of urgency (critical first), stable within an indicator."""
-    cards = [render_card(finding, knowledge) for finding in findings]
+    """Cards in order of urgency (critical first), stable within an indicator.
+
+    A topic the site turned off (site.yaml) gives no card; its finding stays in the outcome, so
+    ``--explain`` still shows what the rule found."""
+    off = knowledge.disabled_topics
+    cards = [render_card(finding, knowledge) for finding in findings if finding.topic not in off]
     return sorted(cards, key=lambda card: _INDICATOR_ORDER[card["indicator"]])

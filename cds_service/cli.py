@@ -4,9 +4,10 @@
     cds-service dev [--host H --port P]     Flask development server (auto-reload off, clear logs)
     cds-service report | db upgrade | purge audit trail and override analytics (storage)
     cds-service evaluate | simulate         integration testing (see the README)
+    cds-service knowledge check | report    validate / describe cards/ and the site knowledge directory
 
-A configuration error prints one line and exits with status 2, so a container that cannot start says
-why in its first log line.
+A configuration error or a broken knowledge base prints one line and exits with status 2, so a
+container that cannot start says why in its first log line (``knowledge check`` exits 1: its answer).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import Sequence
 
 from cds_service import __version__
 from cds_service.config import ConfigError
+from cds_service.knowledge.loader import KnowledgeError
 
 # Subsystems that add their own subcommands: module -> its register_cli(subparsers).
 _SUBCOMMAND_MODULES = (
     "cds_service.storage.cli",
     "cds_service.security.cli",
     "cds_service.integration.cli",
+    "cds_service.knowledge.cli",
 )
 
 
@@ -85,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"cds-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KnowledgeError as exc:  # evaluate on a damaged cards/: the loader's line, not a traceback
+        print(f"cds-service: knowledge base is broken: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

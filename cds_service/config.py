@@ -79,6 +79,8 @@ class Settings:
     """Settings the protocol layer needs. ``env`` keeps the raw mapping for subsystems."""
 
     cards_dir: Path = DEFAULT_CARDS_DIR
+    # A site's own codes and topic tuning, added to cards/ (cds_service/knowledge/site.py); None: none.
+    site_knowledge_dir: Path | None = None
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64
@@ -99,8 +101,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         cards_dir = Path(env.get("CDS_CARDS_DIR") or DEFAULT_CARDS_DIR)
+        site_dir = (env.get("CDS_SITE_KNOWLEDGE") or "").strip()
         settings = cls(
             cards_dir=cards_dir,
+            site_knowledge_dir=Path(site_dir) if site_dir else None,
             cors_origins=env_list(env, "CDS_CORS_ORIGINS"),
             max_body_bytes=env_int(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
             max_json_depth=env_int(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8),
@@ -120,6 +124,8 @@ class Settings:
         )
         if not settings.cards_dir.is_dir():
             raise ConfigError(f"CDS_CARDS_DIR {settings.cards_dir} is not a directory")
+        if settings.site_knowledge_dir is not None and not settings.site_knowledge_dir.is_dir():
+            raise ConfigError(f"CDS_SITE_KNOWLEDGE {settings.site_knowledge_dir} is not a directory")
         return settings
 
     def flag(self, name: str, default: bool) -> bool:

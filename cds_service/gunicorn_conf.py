@@ -166,7 +166,7 @@ def preflight() -> str | None:
         settings = Settings.from_env()
         cards_dir = settings.cards_dir
         logging_settings(settings.env)
-        load_knowledge(settings.cards_dir)
+        load_knowledge(settings.cards_dir, settings.site_knowledge_dir)
         StorageConfig.from_settings(settings)
         install_security(Flask("cds-service-preflight"), settings)
     except KnowledgeError as exc:

@@ -7,7 +7,9 @@ objects. Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` makes prometheus-client ag
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from cds_service import __version__
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -33,3 +35,15 @@ FHIR_QUERY_LATENCY = Histogram(
 )
 JWT_FAILURES = Counter("cds_jwt_failures_total", "Rejected client JWTs, by failed check", ["reason"])
 AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Audit/feedback writes that failed")
+# Always 1; the labels say what is running. "livemax": one series across workers, gone with its worker.
+# (No label is named "service": the Prometheus Operator adds its own target label of that name.)
+BUILD_INFO = Gauge(
+    "cds_build_info",
+    "The service version and the knowledge version in force (value always 1)",
+    ["version", "knowledge_version"],
+    multiprocess_mode="livemax",
+)
+
+
+def record_build_info(knowledge_version: str) -> None:
+    BUILD_INFO.labels(version=__version__, knowledge_version=knowledge_version).set(1)

@@ -25,7 +25,7 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
-        knowledge = load_knowledge(settings.cards_dir)
+        knowledge = load_knowledge(settings.cards_dir, settings.site_knowledge_dir)
         # Parse the dose table for the configured label version now: a broken dose-caps.yaml or an
         # unknown CDS_DOSE_CAPS_VERSION must stop the start, not the first amifampridine order.
         dose_table(knowledge, settings.dose_caps_version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from cds_service.config import DEFAULT_CARDS_DIR
@@ -44,7 +45,7 @@ def _ordered(knowledge: Knowledge, cards_dir: Path) -> Knowledge:
         c["code"] for c in json.loads((cards_dir / "card-topics.codesystem.json").read_text())["concept"]
     ]
     topics = {code: knowledge.topics[code] for code in codes if code in knowledge.topics}
-    return Knowledge(knowledge.label, topics, knowledge.valuesets, knowledge.data, knowledge.version)
+    return replace(knowledge, topics=topics)
 
 
 def render(cards_dir: Path = DEFAULT_CARDS_DIR) -> str:

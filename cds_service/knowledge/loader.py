@@ -1,8 +1,9 @@
 """Load and validate the knowledge base in ``cards/`` once, at start-up.
 
 Everything a pharmacist reviews — card texts, override reasons, code lists, dose caps — lives there as
-data. A broken file stops the start with a message naming the file and the problem, never a half-loaded
-rule set.
+data. A broken or missing file (every file the code reads is listed in ``requirements.py``) stops the
+start with one line naming the file and the problem, never a half-loaded rule set. A site directory
+(``site.py``) adds codes and tunes topics on top; ``knowledge_version`` names the result.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from typing import Any
 
 import yaml
 
-from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, compile_valueset
+from cds_service.knowledge import requirements
+from cds_service.knowledge.site import (
+    NOTE_SUFFIXES,
+    SITE_FILE,
+    SiteError,
+    SiteFiles,
+    describe,
+    read_site,
+    tune_topic,
+)
+from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, check_addition, compile_valueset
 
 INDICATORS = ("info", "warning", "critical")
+CODESYSTEM = "card-topics.codesystem.json"
 
 
 class KnowledgeError(ValueError):
@@ -52,7 +64,6 @@ class TopicDefinition:
     detail: str
     override_reasons: tuple[OverrideReason, ...]
     variants: Mapping[str, CardVariant] = field(default_factory=dict)
-    suggestions: Mapping[str, str] = field(default_factory=dict)
 
     def variant(self, name: str | None) -> CardVariant:
         if name is None:
@@ -76,7 +87,9 @@ class Knowledge:
     topics: Mapping[str, TopicDefinition]
     valuesets: Mapping[str, CodeMatcher]
     data: Mapping[str, Any]  # other YAML tables by file stem (e.g. "dose-caps")
-    version: str  # hash of every file under cards/: the rule version recorded with each card
+    version: str  # knowledge_version(): the one identifier of the knowledge in force
+    disabled_topics: frozenset[str] = frozenset()  # topics the site turned off: findings, no card
+    site: Mapping[str, Any] | None = None  # what the site directory changes (site.describe), if any
 
     def valueset(self, name: str) -> CodeMatcher:
         try:
@@ -91,18 +104,23 @@ class Knowledge:
             raise KnowledgeError(f"cards/topics/{name}.yaml is missing") from exc
 
 
-def _read_yaml(path: Path) -> Any:
+def _one_line(error: Exception) -> str:
+    # Parser messages span lines (YAML points at the column); the operator gets one line.
+    return " ".join(str(getattr(error, "strerror", None) or error).split())
+
+
+def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise KnowledgeError(f"{path}: cannot read YAML: {exc}") from exc
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise KnowledgeError(f"{path}: cannot read YAML: {_one_line(exc)}") from exc
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise KnowledgeError(f"{path}: cannot read JSON: {exc}") from exc
+        raise KnowledgeError(f"{path}: cannot read JSON: {_one_line(exc)}") from exc
 
 
 def _require_str(data: Mapping[str, Any], key: str, origin: Path) -> str:
@@ -120,7 +138,7 @@ def _check_template(text: str, origin: Path, key: str) -> None:
 
 
 def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise KnowledgeError(f"{path}: expected a mapping")
     topic = _require_str(data, "topic", path)
@@ -160,7 +178,6 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
         detail=_require_str(data, "detail", path),
         override_reasons=tuple(reasons),
         variants=variants,
-        suggestions={str(k): str(v) for k, v in (data.get("suggestions") or {}).items()},
     )
     for key, text in [("summary", definition.summary), ("detail", definition.detail)] + [
         (f"variants.{name}", v.summary + v.detail) for name, v in variants.items()
@@ -169,19 +186,121 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
     return definition
 
 
-def _fingerprint(cards_dir: Path) -> str:
+def _version_files(directory: Path, *, site: bool) -> list[Path]:
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+    # Notes in a site directory are for people; the service does not read them.
+    return [p for p in files if not (site and p.suffix in NOTE_SUFFIXES)]
+
+
+def knowledge_version(cards_dir: Path, site_dir: Path | None = None) -> str:
+    """The one identifier of the knowledge in force: a hash of the names and contents of the shipped
+    files and of the site's files (value sets and tuning). Shown on /readyz, in /metrics, in the
+    X-Knowledge-Version header and in every audit row."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in cards_dir.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(cards_dir).as_posix().encode())
-        digest.update(path.read_bytes())
+    for label, directory in (("cards", cards_dir), ("site", site_dir)):
+        if directory is None or not directory.is_dir():
+            continue
+        for path in _version_files(directory, site=label == "site"):
+            digest.update(f"{label}/{path.relative_to(directory).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
     return digest.hexdigest()[:12]
 
 
-def load_knowledge(cards_dir: Path) -> Knowledge:
-    """Read every file under ``cards_dir``; raise KnowledgeError naming the first broken one."""
+_KINDS: Mapping[Any, str] = {dict: "mapping", list: "list", requirements.NUMBER: "number"}
+
+
+def _check_requirements(
+    cards_dir: Path,
+    displays: Mapping[str, str],
+    topics: Mapping[str, TopicDefinition],
+    valuesets: Mapping[str, CodeMatcher],
+    data: Mapping[str, Any],
+) -> None:
+    """Every value set, table (and key) and topic the code reads is there (requirements.py)."""
+    codesystem = cards_dir / CODESYSTEM
+    for name, reader in requirements.VALUESETS.items():
+        if name not in valuesets:
+            raise KnowledgeError(
+                f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing ({reader} reads it)"
+            )
+    for name, keys in requirements.TABLES.items():
+        path = cards_dir / f"{name}.yaml"
+        table = data.get(name)
+        if table is None:
+            raise KnowledgeError(f"{path}: missing or empty")
+        if not isinstance(table, Mapping):
+            raise KnowledgeError(f"{path}: expected a mapping")
+        for key, expected in keys.items():
+            if key not in table:
+                raise KnowledgeError(f"{path}: '{key}' is missing")
+            if not isinstance(table[key], expected) or isinstance(table[key], bool):
+                raise KnowledgeError(f"{path}: '{key}' must be a {_KINDS.get(expected, expected)}")
+    for topic in requirements.TOPICS:
+        if topic not in displays:
+            raise KnowledgeError(f"{codesystem}: topic '{topic}' is missing (the rules produce it)")
+    for topic in displays:
+        if topic not in topics:
+            raise KnowledgeError(
+                f"{cards_dir / 'topics' / (topic + '.yaml')}: missing (topic '{topic}' of {CODESYSTEM})"
+            )
+
+
+def _load_valuesets(cards_dir: Path, site: SiteFiles | None) -> dict[str, CodeMatcher]:
+    shipped = {
+        path.name.removesuffix(".valueset.json"): path
+        for path in sorted((cards_dir / "valuesets").glob("*.valueset.json"))
+    }
+    additions: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+    for name, path in (site.valuesets if site else {}).items():
+        if name not in shipped:
+            raise KnowledgeError(
+                f"{path}: the service ships no value set '{name}'; a site file extends one of "
+                f"{cards_dir / 'valuesets'}/*.valueset.json by its name"
+            )
+        resource = read_json(path)
+        try:
+            check_addition(resource, str(path))
+        except ValueSetError as exc:
+            raise KnowledgeError(str(exc)) from exc
+        additions.setdefault(name, []).append((resource, str(path)))
+    valuesets: dict[str, CodeMatcher] = {}
+    for name, path in shipped.items():
+        try:
+            valuesets[name] = compile_valueset(read_json(path), str(path), additions.get(name, ()))
+        except ValueSetError as exc:
+            raise KnowledgeError(str(exc)) from exc
+    return valuesets
+
+
+def _tune(
+    topics: dict[str, TopicDefinition], site: SiteFiles | None
+) -> tuple[dict[str, TopicDefinition], frozenset[str]]:
+    """Topics with the site's indicators, and the topics the site turned off."""
+    if site is None:
+        return topics, frozenset()
+    path = site.directory / SITE_FILE
+    tuned = dict(topics)
+    for topic, tuning in site.tuning.items():
+        if topic not in topics:
+            raise KnowledgeError(f"{path}: topics.{topic}: no such card topic (see {CODESYSTEM})")
+        try:
+            tuned[topic] = tune_topic(topics[topic], tuning, path)
+        except SiteError as exc:
+            raise KnowledgeError(str(exc)) from exc
+    return tuned, frozenset(topic for topic, tuning in site.tuning.items() if not tuning.enabled)
+
+
+def load_knowledge(cards_dir: Path, site_dir: Path | None = None) -> Knowledge:
+    """Read every file under ``cards_dir`` (and the site directory, if any), check that everything the
+    code reads is there, and raise KnowledgeError naming the first broken file."""
     if not cards_dir.is_dir():
         raise KnowledgeError(f"{cards_dir}: knowledge directory not found")
-    label_data = _read_yaml(cards_dir / "label.yaml")
+    label_data = read_yaml(cards_dir / "label.yaml")
     if not isinstance(label_data, dict):
         raise KnowledgeError(f"{cards_dir / 'label.yaml'}: expected a mapping")
     label_path = cards_dir / "label.yaml"
@@ -193,25 +312,33 @@ def load_knowledge(cards_dir: Path) -> Knowledge:
         topic_system=_require_str(label_data, "topic_system", label_path),
         override_system=_require_str(label_data, "override_system", label_path),
     )
-    codesystem = _read_json(cards_dir / "card-topics.codesystem.json")
-    if codesystem.get("url") != label.topic_system:
-        raise KnowledgeError("card-topics.codesystem.json: url must equal label.yaml topic_system")
-    displays = {c["code"]: c.get("display", c["code"]) for c in codesystem.get("concept", [])}
+    codesystem = read_json(cards_dir / CODESYSTEM)
+    if not isinstance(codesystem, dict) or codesystem.get("url") != label.topic_system:
+        raise KnowledgeError(f"{cards_dir / CODESYSTEM}: url must equal label.yaml topic_system")
+    concepts = codesystem.get("concept")
+    if not isinstance(concepts, list) or not all(isinstance(c, dict) and c.get("code") for c in concepts):
+        raise KnowledgeError(f"{cards_dir / CODESYSTEM}: every concept needs a code")
+    displays = {c["code"]: c.get("display", c["code"]) for c in concepts}
 
     topics = {
         path.stem: _load_topic(path, displays) for path in sorted((cards_dir / "topics").glob("*.yaml"))
     }
-    valuesets: dict[str, CodeMatcher] = {}
-    for path in sorted((cards_dir / "valuesets").glob("*.valueset.json")):
-        try:
-            valuesets[path.name.removesuffix(".valueset.json")] = compile_valueset(
-                _read_json(path), str(path)
-            )
-        except ValueSetError as exc:
-            raise KnowledgeError(str(exc)) from exc
+    try:
+        site = read_site(site_dir, read_yaml) if site_dir is not None else None
+    except SiteError as exc:
+        raise KnowledgeError(str(exc)) from exc
+    valuesets = _load_valuesets(cards_dir, site)
     data = {
-        path.stem: _read_yaml(path) for path in sorted(cards_dir.glob("*.yaml")) if path.name != "label.yaml"
+        path.stem: read_yaml(path) for path in sorted(cards_dir.glob("*.yaml")) if path.name != "label.yaml"
     }
+    _check_requirements(cards_dir, displays, topics, valuesets, data)
+    topics, disabled = _tune(topics, site)
     return Knowledge(
-        label=label, topics=topics, valuesets=valuesets, data=data, version=_fingerprint(cards_dir)
+        label=label,
+        topics=topics,
+        valuesets=valuesets,
+        data=data,
+        version=knowledge_version(cards_dir, site_dir),
+        disabled_topics=disabled,
+        site=describe(site),
     )

@@ -13,7 +13,7 @@ because EHR orders are usually coded at product level where no ingredient list h
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,63 +95,133 @@ class CodeMatcher:
         found = self.names.search(text)
         return found.group(0) if found else None
 
-    @property
-    def members(self) -> int:
-        return sum(len(codes) for codes in self.codes.values())
+
+class _Builder:
+    """Collects the includes and names of one ValueSet and of the site files that extend it."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, set[str]] = {}
+        self.prefixes: dict[str, list[str]] = {}
+        self.patterns: dict[str, list[re.Pattern[str]]] = {}
+        self.displays: dict[tuple[str, str], str] = {}
+        self.unverified: set[tuple[str, str]] = set()
+        self.names: list[str] = []
+
+    def add_includes(self, includes: list[Any], origin: str) -> None:
+        for index, include in enumerate(includes):
+            if not isinstance(include, Mapping):
+                raise ValueSetError(f"{origin}: compose.include[{index}] must be an object")
+            system = include.get("system")
+            if not isinstance(system, str) or not system:
+                raise ValueSetError(f"{origin}: compose.include[{index}].system is required")
+            if not include.get("concept") and not include.get("filter"):
+                # FHIR reads such an include as the whole code system; matching that is not supported.
+                raise ValueSetError(f"{origin}: compose.include[{index}] lists no concept and no filter")
+            for concept in _list(include.get("concept"), f"{origin}: compose.include[{index}].concept"):
+                self._add_concept(system, concept, f"{origin}: a concept in include[{index}]")
+            for flt in _list(include.get("filter"), f"{origin}: compose.include[{index}].filter"):
+                self._add_filter(system, flt, f"{origin}: include[{index}]")
+
+    def _add_concept(self, system: str, concept: Any, where: str) -> None:
+        code = concept.get("code") if isinstance(concept, Mapping) else None
+        if not isinstance(code, str) or not code.strip():
+            raise ValueSetError(f"{where} has no code")
+        self.codes.setdefault(system, set()).add(_normalise_code(system, code))
+        if concept.get("display"):
+            self.displays.setdefault((system, code), concept["display"])
+        if any(ext.get("url") == VERIFY_URL for ext in _extensions(concept)):
+            self.unverified.add((system, code))
+
+    def _add_filter(self, system: str, flt: Any, where: str) -> None:
+        op, value = (flt.get("op"), flt.get("value")) if isinstance(flt, Mapping) else (None, None)
+        if not isinstance(value, str) or not value:
+            raise ValueSetError(f"{where} filter has no value")
+        if op in {"is-a", "descendent-of"} and system in _PREFIX_SYSTEMS:
+            self.prefixes.setdefault(system, []).append(_normalise_code(system, value))
+        elif op == "regex":
+            try:
+                self.patterns.setdefault(system, []).append(re.compile(value))
+            except re.error as exc:
+                raise ValueSetError(f"{where} regex {value!r}: {exc}") from exc
+        else:
+            raise ValueSetError(f"{where}: unsupported filter op {op!r} for {system}")
+
+    def add_names(self, resource: Mapping[str, Any]) -> None:
+        self.names += match_texts(resource)
+
+    def build(self, url: str, title: str) -> CodeMatcher:
+        return CodeMatcher(
+            url=url,
+            title=title,
+            codes={system: frozenset(values) for system, values in self.codes.items()},
+            prefixes={system: tuple(values) for system, values in self.prefixes.items()},
+            patterns={system: tuple(values) for system, values in self.patterns.items()},
+            names=names_pattern(self.names),
+            displays=self.displays,
+            unverified=frozenset(self.unverified),
+        )
 
 
-def compile_valueset(resource: Mapping[str, Any], origin: str) -> CodeMatcher:
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueSetError(f"{where} must be a list")
+    return value
+
+
+def _extensions(element: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [ext for ext in element.get("extension") or [] if isinstance(ext, Mapping)]
+
+
+def match_texts(resource: Mapping[str, Any]) -> list[str]:
+    """The names (match-text extensions) a ValueSet matches in free text."""
+    return [
+        str(ext.get("valueString", "")) for ext in _extensions(resource) if ext.get("url") == MATCH_TEXT_URL
+    ]
+
+
+def compile_valueset(
+    resource: Mapping[str, Any],
+    origin: str,
+    additions: Sequence[tuple[Mapping[str, Any], str]] = (),
+) -> CodeMatcher:
+    """Compile a shipped ValueSet, extended by the site files in ``additions`` ((resource, origin) pairs,
+    checked with ``check_addition``): their includes and names are added, nothing is taken away."""
     if resource.get("resourceType") != "ValueSet":
         raise ValueSetError(f"{origin}: resourceType must be ValueSet")
     url = resource.get("url")
     if not isinstance(url, str) or not url:
         raise ValueSetError(f"{origin}: ValueSet.url is required")
-    codes: dict[str, set[str]] = {}
-    prefixes: dict[str, list[str]] = {}
-    patterns: dict[str, list[re.Pattern[str]]] = {}
-    displays: dict[tuple[str, str], str] = {}
-    unverified: set[tuple[str, str]] = set()
     includes = (resource.get("compose") or {}).get("include")
     if not isinstance(includes, list) or not includes:
         raise ValueSetError(f"{origin}: compose.include must list at least one system")
-    for index, include in enumerate(includes):
-        system = include.get("system")
-        if not isinstance(system, str) or not system:
-            raise ValueSetError(f"{origin}: compose.include[{index}].system is required")
-        for concept in include.get("concept", []):
-            code = concept.get("code")
-            if not isinstance(code, str) or not code.strip():
-                raise ValueSetError(f"{origin}: a concept in include[{index}] has no code")
-            codes.setdefault(system, set()).add(_normalise_code(system, code))
-            if concept.get("display"):
-                displays[(system, code)] = concept["display"]
-            if any(ext.get("url") == VERIFY_URL for ext in concept.get("extension", [])):
-                unverified.add((system, code))
-        for flt in include.get("filter", []):
-            op, value = flt.get("op"), flt.get("value")
-            if not isinstance(value, str) or not value:
-                raise ValueSetError(f"{origin}: include[{index}] filter has no value")
-            if op in {"is-a", "descendent-of"} and system in _PREFIX_SYSTEMS:
-                prefixes.setdefault(system, []).append(_normalise_code(system, value))
-            elif op == "regex":
-                try:
-                    patterns.setdefault(system, []).append(re.compile(value))
-                except re.error as exc:
-                    raise ValueSetError(f"{origin}: include[{index}] regex {value!r}: {exc}") from exc
-            else:
-                raise ValueSetError(f"{origin}: unsupported filter op {op!r} for {system}")
-    names = [
-        ext.get("valueString", "")
-        for ext in resource.get("extension", [])
-        if ext.get("url") == MATCH_TEXT_URL
-    ]
-    return CodeMatcher(
-        url=url,
-        title=str(resource.get("title") or resource.get("name") or url),
-        codes={system: frozenset(values) for system, values in codes.items()},
-        prefixes={system: tuple(values) for system, values in prefixes.items()},
-        patterns={system: tuple(values) for system, values in patterns.items()},
-        names=names_pattern(names),
-        displays=displays,
-        unverified=frozenset(unverified),
-    )
+    builder = _Builder()
+    builder.add_includes(includes, origin)
+    builder.add_names(resource)
+    for addition, addition_origin in additions:
+        builder.add_includes(_site_includes(addition, addition_origin), addition_origin)
+        builder.add_names(addition)
+    return builder.build(url, str(resource.get("title") or resource.get("name") or url))
+
+
+def _site_includes(resource: Mapping[str, Any], origin: str) -> list[Any]:
+    compose = resource.get("compose") or {}
+    if not isinstance(compose, Mapping):
+        raise ValueSetError(f"{origin}: compose must be an object")
+    return _list(compose.get("include"), f"{origin}: compose.include")
+
+
+def check_addition(resource: Any, origin: str) -> None:
+    """A site ValueSet only adds: codes (compose.include) and names (match-text), nothing it removes."""
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != "ValueSet":
+        raise ValueSetError(f"{origin}: resourceType must be ValueSet")
+    compose = resource.get("compose") or {}
+    if isinstance(compose, Mapping) and compose.get("exclude"):
+        raise ValueSetError(f"{origin}: compose.exclude is not allowed: a site file only adds codes")
+    builder = _Builder()
+    builder.add_includes(_site_includes(resource, origin), origin)
+    builder.add_names(resource)
+    adds_codes = any(builder.codes.values()) or builder.prefixes or builder.patterns
+    if not adds_codes and not any(name.strip() for name in builder.names):
+        raise ValueSetError(f"{origin}: adds nothing (no compose.include codes, no match-text names)")

@@ -70,6 +70,14 @@ def call_service(service_id: str) -> Response:
     return jsonify({"cards": outcome.cards})
 
 
+@blueprint.after_request
+def knowledge_version_header(response: Response) -> Response:
+    """Every answer to a hook call names the knowledge it was evaluated with (as /readyz and the audit)."""
+    if request.endpoint == "cds_hooks.call_service":
+        response.headers["X-Knowledge-Version"] = runtime().knowledge.version
+    return response
+
+
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
@@ -95,6 +103,8 @@ def readyz() -> Response:
         "topics": len(rt.knowledge.topics),
         "valueSets": len(rt.knowledge.valuesets),
     }
+    if rt.knowledge.site is not None:  # CDS_SITE_KNOWLEDGE: value sets extended, topics off or re-indicated
+        body["site"] = rt.knowledge.site
     warning = current_app.extensions.get("cds.auth_warning")
     if warning:
         body["warnings"] = [warning]

@@ -41,12 +41,15 @@ def __getattr__(name: str) -> Any:
 
 def build_store(settings: Settings) -> AuditStore:
     """An ``AuditStore`` for these settings, prepared if the database answers, closed at exit."""
+    from cds_service.knowledge.loader import knowledge_version
     from cds_service.storage.config import StorageConfig
-    from cds_service.storage.identity import rule_version
     from cds_service.storage.store import AuditStore
 
     config = StorageConfig.from_settings(settings)
-    store = AuditStore(config, rule_version=rule_version(settings.cards_dir))
+    # The audit's rule version is the knowledge version /readyz and every hook response show.
+    store = AuditStore(
+        config, rule_version=knowledge_version(settings.cards_dir, settings.site_knowledge_dir)
+    )
     store.start()
     _open_stores.add(store)
     return store
