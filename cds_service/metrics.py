@@ -16,7 +16,9 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 # The endpoint's label is "service_id", never "service": the Prometheus Operator sets its own "service"
 # target label (the Kubernetes Service scraped), which would overwrite ours or be renamed exported_service.
 REQUESTS = Counter(
-    "cds_requests_total", "HTTP requests answered, by endpoint service id and status", ["service_id", "status"]
+    "cds_requests_total",
+    "HTTP requests answered, by endpoint service id and status",
+    ["service_id", "status"],
 )
 REQUEST_LATENCY = Histogram(
     "cds_request_duration_seconds",
