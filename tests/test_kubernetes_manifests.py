@@ -61,7 +61,7 @@ def test_runs_non_root_read_only_without_privileges() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["automountServiceAccountToken"] is False
-    for name in ("cds-service", "cards"):
+    for name in ("cds-service", "site-knowledge"):
         security = container(name)["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
@@ -108,14 +108,16 @@ def test_trusted_clients_file_is_mounted_where_the_env_points() -> None:
     assert env_of()["CDS_TRUSTED_CLIENTS"]["value"] == f"{mount}/{filename}"
 
 
-def test_cards_overrides_reach_the_directory_the_service_reads() -> None:
-    assert "ConfigMap/cds-service-cards" in by_kind()
-    overrides = mounted_configmaps()["cds-service-cards"]
-    init = container("cards")
-    assert overrides in " ".join(init["command"])
-    cards_dir = env_of()["CDS_CARDS_DIR"]["value"]
-    assert cards_dir in {m["mountPath"] for m in init["volumeMounts"]}
-    assert cards_dir in {m["mountPath"] for m in container()["volumeMounts"]}
+def test_site_knowledge_reaches_the_directory_the_service_reads() -> None:
+    assert "ConfigMap/cds-service-site-knowledge" in by_kind()
+    files = mounted_configmaps()["cds-service-site-knowledge"]
+    init = container("site-knowledge")
+    assert files in " ".join(init["command"])
+    site_dir = env_of()["CDS_SITE_KNOWLEDGE"]["value"]
+    assert site_dir in {m["mountPath"] for m in init["volumeMounts"]}
+    assert site_dir in {m["mountPath"] for m in container()["volumeMounts"]}
+    # The shipped knowledge is the image's own: nothing is laid over it.
+    assert "CDS_CARDS_DIR" not in env_of()
 
 
 def test_service_hpa_and_pdb_select_the_deployment() -> None:
