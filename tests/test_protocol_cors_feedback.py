@@ -33,6 +33,8 @@ def test_preflight_and_response_headers_for_an_allowed_origin(make_app: Any) -> 
     response = client.get("/cds-services", headers={"Origin": SANDBOX})
     assert response.headers["Access-Control-Allow-Origin"] == SANDBOX
     assert "Origin" in response.headers["Vary"]
+    # A browser client (the sandbox) may read which knowledge version answered.
+    assert "X-Knowledge-Version" in response.headers["Access-Control-Expose-Headers"]
     other = client.get("/cds-services", headers={"Origin": "https://evil.example.net"})
     assert "Access-Control-Allow-Origin" not in other.headers
 

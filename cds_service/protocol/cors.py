@@ -12,6 +12,8 @@ from cds_service.config import Settings
 
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type"
+# Response headers a browser client may read beyond the CORS-safelisted ones.
+EXPOSED_HEADERS = "X-Knowledge-Version"
 
 
 def install_cors(app: Flask, settings: Settings) -> None:
@@ -40,6 +42,7 @@ def install_cors(app: Flask, settings: Settings) -> None:
         response.headers["Access-Control-Allow-Origin"] = origin
         if origin != "*":
             response.headers.add("Vary", "Origin")
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
             response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
