@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from cds_service.knowledge.textmatch import TEXT_NEGATION, CueError, compile_cues
 from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, compile_valueset
 
 INDICATORS = ("info", "warning", "critical")
@@ -212,6 +213,11 @@ def load_knowledge(cards_dir: Path) -> Knowledge:
     data = {
         path.stem: _read_yaml(path) for path in sorted(cards_dir.glob("*.yaml")) if path.name != "label.yaml"
     }
+    if TEXT_NEGATION in data:  # the name backstop's cues, compiled once (cds_service.knowledge.textmatch)
+        try:
+            data[TEXT_NEGATION] = compile_cues(data[TEXT_NEGATION], str(cards_dir / f"{TEXT_NEGATION}.yaml"))
+        except CueError as exc:
+            raise KnowledgeError(str(exc)) from exc
     return Knowledge(
         label=label, topics=topics, valuesets=valuesets, data=data, version=_fingerprint(cards_dir)
     )
