@@ -17,7 +17,16 @@ from pydantic import ValidationError
 from cds_service.fhir_models import model_for
 from cds_service.knowledge.classify import MedicationFacts, classify, medication_facts
 from cds_service.knowledge.loader import Knowledge
-from cds_service.knowledge.textmatch import TEXT_NEGATION, CueTable, NameHit, concept_texts, find_name
+from cds_service.knowledge.textmatch import (
+    TEXT_NEGATION,
+    CueTable,
+    NameHit,
+    concept_texts,
+    find_name,
+    first_words,
+    may_name,
+    words_of,
+)
 from cds_service.knowledge.valuesets import CodeMatcher
 
 ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
@@ -171,6 +180,9 @@ class PatientRecord:
     matches: list[ConceptMatch] = field(default_factory=list)
     text_exclusions: list[TextExclusion] = field(default_factory=list)
     _match_of: dict[tuple[str, int], ConceptMatch] = field(default_factory=dict, repr=False)
+    # id() -> the (field, text) pairs of a condition or allergy, and their words
+    _texts: dict[int, tuple[list[tuple[str, str]], frozenset[str]]] = field(default_factory=dict, repr=False)
+    _words: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict, repr=False)
 
     def _coded_in(self, kind: str, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
         """The resources of ``kind`` with a code in ``matcher``'s value set, in record order.
@@ -211,18 +223,52 @@ class PatientRecord:
         if cached is not None:
             return cached
         coded = {id(r) for r in self._coded_in("conditions", matcher)}
+        named = self._may_name("conditions", matcher)
         result = []
-        for condition in self.conditions:
+        for condition in self.conditions if coded or named else ():
             concepts = [("code", condition.get("code"))]
             if id(condition) in coded:
                 match = _by_code(condition, matcher, concepts)
+            elif id(condition) in named:
+                match = self._by_name(condition, matcher, "conditions")
             else:
-                match = self._by_name(condition, matcher, concepts)
+                continue
             if match is not None:
                 self._record_match(matcher, match)
                 result.append(condition)
         self._lookups[key] = result
         return result
+
+    def _may_name(self, kind: str, matcher: CodeMatcher) -> set[int]:
+        """id() of the resources whose texts hold the first word of one of ``matcher``'s names: the only
+        ones the name backstop must read. Like the code index, a word index is built once per record, so a
+        value set costs a lookup per name, not a regex per resource."""
+        if matcher.names is None:
+            return set()
+        keys = first_words(matcher.names)
+        if keys is None:  # a name that does not start with a word: read every resource
+            return {id(r) for r in getattr(self, kind)}
+        index = self._words.get(kind)
+        if index is None:
+            index = self._words[kind] = {}
+            for resource in getattr(self, kind):
+                for word in self._texts_of(resource, kind)[1]:
+                    index.setdefault(word, []).append(resource)
+        return {id(r) for word in keys.intersection(index) for r in index[word]}
+
+    def _texts_of(
+        self, resource: Mapping[str, Any], kind: str
+    ) -> tuple[list[tuple[str, str]], frozenset[str]]:
+        """The (field, text) pairs of a condition's code or an allergy's code and reaction substances,
+        and their words; read once per resource."""
+        cached = self._texts.get(id(resource))
+        if cached is None:
+            concepts = (
+                _allergy_concepts(resource) if kind == "allergies" else [("code", resource.get("code"))]
+            )
+            texts = [text for where, concept in concepts for text in concept_texts(concept, where)]
+            cached = self._texts[id(resource)] = (texts, words_of(text for _, text in texts))
+        return cached
 
     def allergies_in(self, matchers: Sequence[CodeMatcher]) -> list[Mapping[str, Any]]:
         """Allergies (any status) whose code or a reaction substance is in one of the value sets, by
@@ -238,7 +284,7 @@ class PatientRecord:
                 ((matcher, m) for matcher in matchers if (m := _by_code(allergy, matcher, concepts))), None
             )
             for matcher in matchers if found is None else ():
-                if (match := self._by_name(allergy, matcher, concepts)) is not None:
+                if (match := self._by_name(allergy, matcher, "allergies")) is not None:
                     found = (matcher, match)
                     break
             if found is not None:
@@ -257,12 +303,12 @@ class PatientRecord:
             self._match_of[key] = match
             self.matches.append(match)
 
-    def _by_name(
-        self, resource: Mapping[str, Any], matcher: CodeMatcher, concepts: list[tuple[str, Any]]
-    ) -> ConceptMatch | None:
+    def _by_name(self, resource: Mapping[str, Any], matcher: CodeMatcher, kind: str) -> ConceptMatch | None:
         if matcher.names is None:
             return None
-        texts = [text for where, concept in concepts for text in concept_texts(concept, where)]
+        texts, words = self._texts_of(resource, kind)
+        if not may_name(matcher.names, words):  # a set test spares the regex
+            return None
         hit, excluded = find_name(texts, matcher.names, self.text_cues)
         self.text_exclusions.extend(TextExclusion(resource, matcher.title, e) for e in excluded if e.excluded)
         if hit is None:

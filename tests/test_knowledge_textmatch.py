@@ -21,7 +21,10 @@ from cds_service.knowledge.textmatch import (
     compile_cues,
     concept_texts,
     find_name,
+    first_words,
+    may_name,
     scan_text,
+    words_of,
 )
 from cds_service.knowledge.valuesets import names_pattern
 
@@ -188,3 +191,37 @@ def test_the_patterns_are_plain_alternations() -> None:
         assert compiled is not None
         literal = compiled.pattern.replace(r"\s+", " ").replace(r"\*", "").replace(r"\+", "")
         assert not any(quantifier in literal for quantifier in ("*", "+", "{"))
+
+
+# --- the word shortcut never hides a name ---------------------------------------------------------------
+
+_NAMED_SETS = [name for name, matcher in KNOWLEDGE.valuesets.items() if matcher.names is not None]
+
+
+def test_every_shipped_names_pattern_has_first_words() -> None:
+    """The shortcut is in force for every value set with names (else every resource is read: slower)."""
+    assert {name: first_words(KNOWLEDGE.valueset(name).names) is not None for name in _NAMED_SETS} == {
+        name: True for name in _NAMED_SETS
+    }
+
+
+def test_a_pattern_of_another_shape_gets_no_shortcut() -> None:
+    import re
+
+    assert first_words(re.compile(r"\bepilepsy\b")) is None
+    assert first_words(names_pattern(["?seizure"])) is None  # a name that does not start with a word
+
+
+_TEXT_PIECES = st.sampled_from(
+    ["Epilepsy", "seizure", "CKD", "stage 5", "end-stage", "renal", "disease", "3,4-DAP", "firdapse", "-",
+     "(", ")", " ", ",", "x", "no", "Cirrhosis", "hepatic", "failure", "é", "1", "/", "Lennox-Gastaut"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TEXT_PIECES, max_size=30).map("".join), st.sampled_from(_NAMED_SETS))
+def test_the_word_shortcut_never_rejects_a_text_the_names_match(text: str, valueset: str) -> None:
+    names = KNOWLEDGE.valueset(valueset).names
+    assert names is not None
+    if names.search(text):
+        assert may_name(names, words_of([text]))

@@ -199,16 +199,61 @@ def scan_text(text: str, names: re.Pattern[str] | None, table: CueTable, where: 
     return scan
 
 
+_TOKEN = re.compile(r"[a-z0-9]+")
+_NAMES_SHAPE = re.compile(r"\(\?<!\[a-z0-9\]\)\(\?:(?P<body>.*)\)\(\?!\[a-z0-9\]\)", re.DOTALL)
+# id(pattern) -> (pattern, its first words): hashing a Pattern hashes its compiled code, an id does not.
+_FIRST_WORDS: dict[int, tuple[re.Pattern[str], frozenset[str] | None]] = {}
+
+
+def words_of(texts: Iterable[str]) -> frozenset[str]:
+    """The lower-case words (runs of a-z, 0-9) of the texts, each read up to MAX_TEXT characters."""
+    return frozenset(_TOKEN.findall(" ".join(text[:MAX_TEXT] for text in texts).lower()))
+
+
+def first_words(names: re.Pattern[str]) -> frozenset[str] | None:
+    """The first word of each name of a ``valuesets.names_pattern`` alternation; None (no shortcut) when
+    the pattern has another shape or a name does not start with a word.
+
+    A name matches only where its first word stands as a whole word of the text (the pattern demands a
+    non-alphanumeric character before the name, and after the first word comes either the end of the
+    name, where a non-alphanumeric must follow, or the name's own non-alphanumeric character).
+    """
+    known = _FIRST_WORDS.get(id(names))
+    if known is not None and known[0] is names:
+        return known[1]
+    shape = _NAMES_SHAPE.fullmatch(names.pattern)
+    keys: set[str] | None = None
+    if shape is not None and names.flags & re.IGNORECASE:
+        keys = set()
+        for part in re.split(r"(?<!\\)\|", shape.group("body")):
+            first = _TOKEN.match(re.sub(r"\\(.)", r"\1", part, flags=re.DOTALL).lower())
+            if first is None:
+                keys = None
+                break
+            keys.add(first.group(0))
+    result = frozenset(keys) if keys is not None else None
+    _FIRST_WORDS[id(names)] = (names, result)
+    return result
+
+
+def may_name(names: re.Pattern[str], words: frozenset[str]) -> bool:
+    """False only when no name of ``names`` can occur in a text of these ``words``: a set test that spares
+    the regex for the many conditions that name nothing."""
+    keys = first_words(names)
+    return keys is None or not keys.isdisjoint(words)
+
+
 def concept_texts(concept: Any, element: str) -> list[tuple[str, str]]:
     """(field, text) of a CodeableConcept: its text, then each coding's display."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):  # decoded JSON: dict is much cheaper to test than Mapping
         return []
     texts = []
-    if isinstance(concept.get("text"), str):
-        texts.append((f"{element}.text", concept["text"]))
+    text = concept.get("text")
+    if isinstance(text, str):
+        texts.append((f"{element}.text", text))
     for index, coding in enumerate(concept.get("coding") or ()):
-        if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
-            texts.append((f"{element}.coding[{index}].display", coding["display"]))
+        if isinstance(coding, dict) and isinstance(display := coding.get("display"), str):
+            texts.append((f"{element}.coding[{index}].display", display))
     return texts
 
 

@@ -8,7 +8,8 @@ as a therapeutic-implication component, LOINC 53040-2 code or component, or the 
 such as ``NAT2*5/*6`` judged by allele function (``cards/nat2.yaml``); text such as "slow acetylator".
 A diplotype counts only when it is NAT2's: written after "NAT2" (``NAT2*5/*6``, ``NAT2 *5/*6``,
 ``NAT2 genotype: *5/*6``), or the value of an observation or component whose own code names NAT2 (or
-whose "gene studied" component is NAT2), or of a sibling component when NAT2 is the only gene studied -- so "CYP2D6 *4/*4; NAT2 *5/*6" is read as NAT2 *5/*6. A poor
+whose "gene studied" component is NAT2), or of a sibling component when NAT2 is the only gene
+studied -- so "CYP2D6 *4/*4; NAT2 *5/*6" is read as NAT2 *5/*6. A poor
 phrase preceded within a few words by "no", "not", "negative for" or "without" does not count.
 The newest NAT2 result that gives a phenotype wins; only "poor" raises a card.
 """
