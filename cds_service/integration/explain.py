@@ -259,14 +259,11 @@ def _print_matching(result: Mapping[str, Any], console: Console) -> None:
     for match in result.get("matches") or []:
         _say(console, Text(f"    {match['ref']} in {match['valueSet']}: {describe_match(match)}"))
     for item in result.get("textExclusions") or []:
-        _say(
-            console,
-            Text(
-                f"    {item['ref']} not in {item['valueSet']} by name '{item['name']}' in {item['where']}: "
-                f"excluded by {item['kind']} cue '{item['cue']}'",
-                style="dim",
-            ),
+        line = (
+            f"    {item['ref']}: name '{item['name']}' in {item['where']} "
+            f"not counted for {item['valueSet']}: {item['kind']} cue '{item['cue']}'"
         )
+        _say(console, Text(line, style="dim"))
 
 
 def print_explanation(result: Mapping[str, Any], console: Console) -> None:

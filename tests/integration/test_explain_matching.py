@@ -75,14 +75,15 @@ def test_explain_says_by_code_or_by_name_and_the_excluding_cue(
     ) in out
     assert "Condition/by-name in History of seizures: by name 'Epilepsy' in code.text" in out
     assert (
-        "Condition/negated not in History of seizures by name 'seizures' in code.text: "
-        "excluded by negation cue 'no history of'"
+        "Condition/negated: name 'seizures' in code.text not counted for History of seizures: "
+        "negation cue 'no history of'"
     ) in out
     assert (
-        "Condition/family not in History of seizures by name 'epilepsy' in code.text: excluded by family"
-        in out
-    )
-    assert "AllergyIntolerance/nka not in" in out and "excluded by negation cue 'no known'" in out
+        "Condition/family: name 'epilepsy' in code.text not counted for History of seizures: "
+        "family cue 'family history of'"
+    ) in out
+    assert "AllergyIntolerance/nka: name 'amifampridine' in code.text not counted" in out
+    assert "negation cue 'no known'" in out
 
 
 def test_explain_json_lists_matches_and_exclusions(
