@@ -112,6 +112,13 @@ def test_end_stage_renal_disease_by_name_is_critical(client: Any) -> None:
     assert card["indicator"] == "critical"
 
 
+def test_ckd_not_on_dialysis_is_impairment_not_end_stage(client: Any) -> None:
+    """The negation reaches "dialysis" (end-stage), not "chronic kidney disease" before it."""
+    (card,) = cards_with(client, conditions=(condition("Chronic kidney disease stage 4, not on dialysis"),))
+    assert card["source"]["topic"]["code"] == RENAL
+    assert card["indicator"] == "warning"
+
+
 # --- names that a cue excludes ------------------------------------------------------------------------
 
 
@@ -143,6 +150,7 @@ def test_an_excluded_seizure_name_raises_no_card(client: Any, text: str) -> None
         ("No cirrhosis", HEPATIC),
         ("Family history of liver failure", HEPATIC),
         ("Not on dialysis", RENAL),
+        ("Dialysis not required", RENAL),
         ("Rule out chronic kidney disease", RENAL),
     ],
 )
