@@ -7,7 +7,7 @@ because validating a whole 240 KB record costs ten times more than decoding it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -17,6 +17,16 @@ from pydantic import ValidationError
 from cds_service.fhir_models import model_for
 from cds_service.knowledge.classify import MedicationFacts, classify, medication_facts
 from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.textmatch import (
+    TEXT_NEGATION,
+    CueTable,
+    NameHit,
+    concept_texts,
+    find_name,
+    first_words,
+    may_name,
+    words_of,
+)
 from cds_service.knowledge.valuesets import CodeMatcher
 
 ORDER_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})
@@ -124,6 +134,27 @@ def is_refuted(resource: Mapping[str, Any]) -> bool:
     return coded(resource, "verificationStatus") in NOT_TRUE
 
 
+@dataclass(frozen=True)
+class ConceptMatch:
+    """Why a condition or an allergy is in a value set: by a code, or by a name in one of its texts."""
+
+    resource: Mapping[str, Any]
+    valueset: str  # the value set's title
+    by: str  # "code" or "name"
+    what: str  # "system|code", or the name as the text writes it
+    where: str  # the element it was read from: "code.coding[0]", "code.text", "reaction[0].substance.text"
+    cue: str | None = None  # by name: a doubt cue that is kept, not excluded ("suspected")
+
+
+@dataclass(frozen=True)
+class TextExclusion:
+    """A name found in a text but not counted, and the cue that excluded it (for --explain)."""
+
+    resource: Mapping[str, Any]
+    valueset: str
+    hit: NameHit
+
+
 @dataclass
 class PatientRecord:
     """Everything the rules may read about one patient for one hook call."""
@@ -143,6 +174,15 @@ class PatientRecord:
         default_factory=dict, repr=False
     )
     _lookups: dict[tuple[str, str], list[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
+    # The name backstop: cues that exclude a name (cards/text-negation.yaml), and what was decided, for
+    # --explain: how each condition or allergy matched a value set, and the names that did not count.
+    text_cues: CueTable = field(default_factory=CueTable.empty, repr=False)
+    matches: list[ConceptMatch] = field(default_factory=list)
+    text_exclusions: list[TextExclusion] = field(default_factory=list)
+    _match_of: dict[tuple[str, int], ConceptMatch] = field(default_factory=dict, repr=False)
+    # id() -> the (field, text) pairs of a condition or allergy, and their words
+    _texts: dict[int, tuple[list[tuple[str, str]], frozenset[str]]] = field(default_factory=dict, repr=False)
+    _words: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict, repr=False)
 
     def _coded_in(self, kind: str, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
         """The resources of ``kind`` with a code in ``matcher``'s value set, in record order.
@@ -172,8 +212,109 @@ class PatientRecord:
         return cached
 
     def conditions_in(self, matcher: CodeMatcher) -> list[Mapping[str, Any]]:
-        """Conditions coded in ``matcher``'s value set (any status), in record order."""
-        return self._coded_in("conditions", matcher)
+        """Conditions in ``matcher``'s value set (any status), in record order: by code, else by a name.
+
+        The name backstop reads ``code.text`` and the coding displays of the conditions whose code is not
+        in the value set; a name counts unless a cue excludes it ("no seizures", "family history of
+        epilepsy", "rule out seizure"). A code always wins: it is not second-guessed by its text.
+        """
+        key = ("conditions-matched", matcher.url)
+        cached = self._lookups.get(key)
+        if cached is not None:
+            return cached
+        coded = {id(r) for r in self._coded_in("conditions", matcher)}
+        named = self._may_name("conditions", matcher)
+        result = []
+        for condition in self.conditions if coded or named else ():
+            concepts = [("code", condition.get("code"))]
+            if id(condition) in coded:
+                match = _by_code(condition, matcher, concepts)
+            elif id(condition) in named:
+                match = self._by_name(condition, matcher, "conditions")
+            else:
+                continue
+            if match is not None:
+                self._record_match(matcher, match)
+                result.append(condition)
+        self._lookups[key] = result
+        return result
+
+    def _may_name(self, kind: str, matcher: CodeMatcher) -> set[int]:
+        """id() of the resources whose texts hold the first word of one of ``matcher``'s names: the only
+        ones the name backstop must read. Like the code index, a word index is built once per record, so a
+        value set costs a lookup per name, not a regex per resource."""
+        if matcher.names is None:
+            return set()
+        keys = first_words(matcher.names)
+        if keys is None:  # a name that does not start with a word: read every resource
+            return {id(r) for r in getattr(self, kind)}
+        index = self._words.get(kind)
+        if index is None:
+            index = self._words[kind] = {}
+            for resource in getattr(self, kind):
+                for word in self._texts_of(resource, kind)[1]:
+                    index.setdefault(word, []).append(resource)
+        return {id(r) for word in keys.intersection(index) for r in index[word]}
+
+    def _texts_of(
+        self, resource: Mapping[str, Any], kind: str
+    ) -> tuple[list[tuple[str, str]], frozenset[str]]:
+        """The (field, text) pairs of a condition's code or an allergy's code and reaction substances,
+        and their words; read once per resource."""
+        cached = self._texts.get(id(resource))
+        if cached is None:
+            concepts = (
+                _allergy_concepts(resource) if kind == "allergies" else [("code", resource.get("code"))]
+            )
+            texts = [text for where, concept in concepts for text in concept_texts(concept, where)]
+            cached = self._texts[id(resource)] = (texts, words_of(text for _, text in texts))
+        return cached
+
+    def allergies_in(self, matchers: Sequence[CodeMatcher]) -> list[Mapping[str, Any]]:
+        """Allergies (any status) whose code or a reaction substance is in one of the value sets, by
+        code, else by a name in their texts that no cue excludes ("no known allergy to ...")."""
+        key = ("allergies-matched", " ".join(matcher.url for matcher in matchers))
+        cached = self._lookups.get(key)
+        if cached is not None:
+            return cached
+        result = []
+        for allergy in self.allergies:
+            concepts = _allergy_concepts(allergy)
+            found = next(
+                ((matcher, m) for matcher in matchers if (m := _by_code(allergy, matcher, concepts))), None
+            )
+            for matcher in matchers if found is None else ():
+                if (match := self._by_name(allergy, matcher, "allergies")) is not None:
+                    found = (matcher, match)
+                    break
+            if found is not None:
+                self._record_match(*found)
+                result.append(allergy)
+        self._lookups[key] = result
+        return result
+
+    def match_of(self, matcher: CodeMatcher, resource: Mapping[str, Any]) -> ConceptMatch | None:
+        """How ``resource`` matched ``matcher``'s value set (after ``conditions_in``/``allergies_in``)."""
+        return self._match_of.get((matcher.url, id(resource)))
+
+    def _record_match(self, matcher: CodeMatcher, match: ConceptMatch) -> None:
+        key = (matcher.url, id(match.resource))
+        if key not in self._match_of:
+            self._match_of[key] = match
+            self.matches.append(match)
+
+    def _by_name(self, resource: Mapping[str, Any], matcher: CodeMatcher, kind: str) -> ConceptMatch | None:
+        if matcher.names is None:
+            return None
+        texts, words = self._texts_of(resource, kind)
+        if not may_name(matcher.names, words):  # a set test spares the regex
+            return None
+        hit, excluded = find_name(texts, matcher.names, self.text_cues)
+        self.text_exclusions.extend(TextExclusion(resource, matcher.title, e) for e in excluded if e.excluded)
+        if hit is None:
+            return None
+        cue = hit.cue.phrase if hit.cue is not None else None
+        return ConceptMatch(resource, matcher.title, "name", hit.name, hit.field, cue)
 
     def birth_date(self) -> date | None:
         # A partial date (2019 or 2019-03) gives the LATEST day it can mean, so the youngest age it can
@@ -213,6 +354,28 @@ class PatientRecord:
                     "not valid FHIR R4, cited for what the rule could read"
                 )
         return kept
+
+
+def _allergy_concepts(allergy: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The allergy's code and the substances of its reactions, with where each is."""
+    concepts: list[tuple[str, Any]] = [("code", allergy.get("code"))]
+    for index, reaction in enumerate(allergy.get("reaction") or ()):
+        if isinstance(reaction, Mapping):
+            concepts.append((f"reaction[{index}].substance", reaction.get("substance")))
+    return concepts
+
+
+def _by_code(
+    resource: Mapping[str, Any], matcher: CodeMatcher, concepts: list[tuple[str, Any]]
+) -> ConceptMatch | None:
+    for where, concept in concepts:
+        if not isinstance(concept, Mapping):
+            continue
+        for index, coding in enumerate(concept.get("coding") or ()):
+            if isinstance(coding, Mapping) and matcher.matches_coding(coding):
+                what = f"{coding.get('system')}|{coding.get('code')}"
+                return ConceptMatch(resource, matcher.title, "code", what, f"{where}.coding[{index}]")
+    return None
 
 
 def _index_by_code(resources: Iterable[Mapping[str, Any]]) -> CodeIndex:
@@ -278,7 +441,13 @@ def build_record(
         allergies=allergies,
         observations=observations,
         unavailable=dict(unavailable or {}),
+        text_cues=_text_cues(knowledge),
     )
+
+
+def _text_cues(knowledge: Knowledge) -> CueTable:
+    cues = knowledge.data.get(TEXT_NEGATION)
+    return cues if isinstance(cues, CueTable) else CueTable.empty()
 
 
 # ---------------------------------------------------------------- helpers the rules share

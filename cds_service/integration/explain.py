@@ -20,7 +20,14 @@ from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.integration.offline import Evaluation
 from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.knowledge.loader import Knowledge
-from cds_service.record import Order, bundle_resources, concept_text
+from cds_service.record import (
+    ConceptMatch,
+    Order,
+    PatientRecord,
+    TextExclusion,
+    bundle_resources,
+    concept_text,
+)
 from cds_service.rules import RULES
 from cds_service.rules.base import Options, RuleContext
 
@@ -78,6 +85,39 @@ def describe_resource(resource: Mapping[str, Any]) -> dict[str, Any]:
 
 def _order(order: Order) -> dict[str, Any]:
     return {"ref": order.reference, "name": order.name, "classes": sorted(order.classes)}
+
+
+def _ref(resource: Mapping[str, Any]) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+
+
+def _match(match: ConceptMatch) -> dict[str, Any]:
+    item = {"ref": _ref(match.resource), "valueSet": match.valueset, "by": match.by, "what": match.what}
+    item["where"] = match.where
+    if match.cue:
+        item["cue"] = match.cue
+    return item
+
+
+def _exclusion(exclusion: TextExclusion) -> dict[str, Any]:
+    cue = exclusion.hit.cue
+    return {
+        "ref": _ref(exclusion.resource),
+        "valueSet": exclusion.valueset,
+        "name": exclusion.hit.name,
+        "where": exclusion.hit.field,
+        "cue": cue.phrase if cue else "",
+        "kind": cue.kind if cue else "",
+    }
+
+
+def _matching(record: PatientRecord) -> dict[str, Any]:
+    """How each condition and allergy the rules looked up matched (by code or by name), and the names in
+    their texts that a cue kept from counting."""
+    return {
+        "matches": [_match(m) for m in record.matches],
+        "textExclusions": [_exclusion(e) for e in record.text_exclusions],
+    }
 
 
 def _data(outcome: pipeline.Outcome) -> dict[str, Any]:
@@ -181,6 +221,8 @@ def explanation(
             }
         )
     result["rules"] = rules
+    if outcome.record is not None:
+        result.update(_matching(outcome.record))
     # Notes from the engine or from helpers that are not a rule of their own.
     result["otherNotes"] = [f"{rule}: {text}" for rule, texts in notes.items() for text in texts]
     result["cards"] = [
@@ -200,6 +242,28 @@ def _lines(resources: Iterable[Mapping[str, Any]], limit: int = 12) -> list[str]
 
 def _say(console: Console, text: Text) -> None:
     console.print(text, soft_wrap=True)
+
+
+def describe_match(match: Mapping[str, Any]) -> str:
+    """ "by code system|code (element)" or "by name 'x' in element" (plus a kept doubt cue)."""
+    if match["by"] == "code":
+        return f"by code {match['what']} ({match['where']})"
+    doubt = f" (doubt cue '{match['cue']}' kept: a suspicion still counts)" if match.get("cue") else ""
+    return f"by name '{match['what']}' in {match['where']}{doubt}"
+
+
+def _print_matching(result: Mapping[str, Any], console: Console) -> None:
+    if not result.get("matches") and not result.get("textExclusions"):
+        return
+    _say(console, Text("Conditions and allergies matched (by code, else by name):", style="bold"))
+    for match in result.get("matches") or []:
+        _say(console, Text(f"    {match['ref']} in {match['valueSet']}: {describe_match(match)}"))
+    for item in result.get("textExclusions") or []:
+        line = (
+            f"    {item['ref']}: name '{item['name']}' in {item['where']} "
+            f"not counted for {item['valueSet']}: {item['kind']} cue '{item['cue']}'"
+        )
+        _say(console, Text(line, style="dim"))
 
 
 def print_explanation(result: Mapping[str, Any], console: Console) -> None:
@@ -240,6 +304,7 @@ def print_explanation(result: Mapping[str, Any], console: Console) -> None:
         _say(console, line)
         for note in rule["notes"]:
             _say(console, Text(f"      - {note}"))
+    _print_matching(result, console)
     if result.get("otherNotes"):
         _say(console, Text("Other notes (shared computations such as dose arithmetic):", style="bold"))
     for note in result.get("otherNotes") or []:

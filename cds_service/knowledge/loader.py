@@ -28,6 +28,7 @@ from cds_service.knowledge.site import (
     read_site,
     tune_topic,
 )
+from cds_service.knowledge.textmatch import TEXT_NEGATION, CueError, compile_cues
 from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, check_addition, compile_valueset
 
 INDICATORS = ("info", "warning", "critical")
@@ -333,6 +334,11 @@ def load_knowledge(cards_dir: Path, site_dir: Path | None = None) -> Knowledge:
     }
     _check_requirements(cards_dir, displays, topics, valuesets, data)
     topics, disabled = _tune(topics, site)
+    # The name backstop's cues, compiled once (cds_service.knowledge.textmatch).
+    try:
+        data[TEXT_NEGATION] = compile_cues(data[TEXT_NEGATION], str(cards_dir / f"{TEXT_NEGATION}.yaml"))
+    except CueError as exc:
+        raise KnowledgeError(str(exc)) from exc
     return Knowledge(
         label=label,
         topics=topics,

@@ -51,6 +51,8 @@ TABLES: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
         "minimum_age_years": NUMBER,
         "renal": dict,
     },
+    # The cues that stop a name in a condition's or allergy's text from counting (the name backstop).
+    "text-negation": {"cues": dict},
 }
 
 # Card topics the rules produce (cards/topics/<topic>.yaml and a concept of card-topics.codesystem.json).

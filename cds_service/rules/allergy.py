@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cds_service.record import coded, concept_text, is_refuted
@@ -12,32 +12,13 @@ TOPIC = "aminopyridine-hypersensitivity"
 _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens")
 
 
-def _concepts(allergy: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The allergy's code and the substances of its reactions."""
-    if isinstance(allergy.get("code"), Mapping):
-        yield allergy["code"]
-    for reaction in allergy.get("reaction") or []:
-        if isinstance(reaction, Mapping) and isinstance(reaction.get("substance"), Mapping):
-            yield reaction["substance"]
-
-
-def _is_aminopyridine(allergy: Mapping[str, Any], ctx: RuleContext) -> bool:
-    matchers = [ctx.knowledge.valueset(name) for name in _VALUESETS]
-    for concept in _concepts(allergy):
-        texts = [concept.get("text")] + [c.get("display") for c in concept.get("coding") or []]
-        for matcher in matchers:
-            if any(matcher.matches_coding(c) for c in concept.get("coding") or []):
-                return True
-            if any(matcher.find_name(text) for text in texts if isinstance(text, str)):
-                return True
-    return False
-
-
 def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
     orders = ctx.amifampridine_orders()
     if not orders:
         return []
-    candidates = [a for a in ctx.record.allergies if _is_aminopyridine(a, ctx)]
+    # By code (the allergy's or a reaction substance's), else by a name in their texts that no cue
+    # such as "no known allergy to" excludes (cards/text-negation.yaml).
+    candidates = ctx.record.allergies_in([ctx.knowledge.valueset(name) for name in _VALUESETS])
     refuted = [a for a in candidates if is_refuted(a)]
     if refuted:
         ctx.note(TOPIC, f"ignored {len(refuted)} refuted or entered-in-error aminopyridine allergy record(s)")

@@ -1,12 +1,15 @@
 """NAT2 poor metabolizer (label §2.4, §12.5): much higher exposure, start at the lowest dose.
 
-A result is read only when the Observation is about NAT2 (gene studied HGNC:7646, "NAT2" in its texts,
-or a NAT2 star-allele genotype). Shapes, in order: a coded phenotype (LOINC answer LA9657-3 and friends,
+A result is read only when the Observation is about NAT2: "NAT2" or HGNC:7646 in its code, value or any
+component (gene studied, LOINC 48018-6), the bare HGNC number 7646 in an HGNC gene-ID system
+(``cards/nat2.yaml``), or a ``derivedFrom`` genotype that is NAT2's (the IG's therapeutic implication names
+no gene itself). Shapes, in order: a coded phenotype (LOINC answer LA9657-3 and friends,
 as a therapeutic-implication component, LOINC 53040-2 code or component, or the value); a genotype
 such as ``NAT2*5/*6`` judged by allele function (``cards/nat2.yaml``); text such as "slow acetylator".
 A diplotype counts only when it is NAT2's: written after "NAT2" (``NAT2*5/*6``, ``NAT2 *5/*6``,
 ``NAT2 genotype: *5/*6``), or the value of an observation or component whose own code names NAT2 (or
-whose "gene studied" component is NAT2) -- so "CYP2D6 *4/*4; NAT2 *5/*6" is read as NAT2 *5/*6. A poor
+whose "gene studied" component is NAT2), or of a sibling component when NAT2 is the only gene
+studied -- so "CYP2D6 *4/*4; NAT2 *5/*6" is read as NAT2 *5/*6. A poor
 phrase preceded within a few words by "no", "not", "negative for" or "without" does not count.
 The newest NAT2 result that gives a phenotype wins; only "poor" raises a card.
 """
@@ -14,12 +17,12 @@ The newest NAT2 result that gives a phenotype wins; only "poor" raises a card.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cds_service.knowledge.loader import KnowledgeError
-from cds_service.record import effective_date
+from cds_service.record import effective_date, reference_to
 from cds_service.rules.base import Finding, RuleContext
 from cds_service.rules.lowest_start import lowest_start_advice
 
@@ -27,6 +30,24 @@ TOPIC = "nat2-poor-metabolizer"
 POOR = "poor"
 INDETERMINATE = "indeterminate"
 GENE_STUDIED = "48018-6"  # LOINC "Gene studied [ID]"
+# Not the references or identifiers: an id such as "pat-nat2-obs-2" does not make a result NAT2's.
+_NOT_CONTENT = frozenset(
+    {
+        "subject",
+        "performer",
+        "id",
+        "identifier",
+        "meta",
+        "derivedFrom",
+        "basedOn",
+        "hasMember",
+        "specimen",
+        "encounter",
+        "partOf",
+        "focus",
+        "device",
+    }
+)
 _ALLELES = r"\*\s*(?P<first>\d+)[A-Z]?\s*/\s*(?:NAT2)?\s*\*\s*(?P<second>\d+)[A-Z]?"
 # A bare diplotype, read only from a value that belongs to NAT2.
 _DIPLOTYPE = re.compile(_ALLELES, re.IGNORECASE)
@@ -81,6 +102,45 @@ def _about_nat2(strings: list[str], gene: Mapping[str, Any]) -> bool:
     return any(symbol in s.upper() or hgnc in s.upper() for s in strings)
 
 
+def _all_codings(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Every Coding in a (small) element: the mappings with a string system and code."""
+    if isinstance(value, Mapping):
+        if isinstance(value.get("system"), str) and isinstance(value.get("code"), str):
+            yield value
+        for item in value.values():
+            yield from _all_codings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _all_codings(item)
+
+
+def _hgnc_coded(value: Any, gene: Mapping[str, Any]) -> bool:
+    """A coding of NAT2 by its bare HGNC number ("7646") in an HGNC gene-ID system, as older systems
+    send it (Genomics Reporting IG, codings page). "HGNC:7646" itself is found as a string."""
+    number = str(gene.get("hgnc", "HGNC:7646")).upper().removeprefix("HGNC:")
+    systems = {str(system).rstrip("/") for system in gene.get("systems") or []}
+    return any(
+        coding["system"].rstrip("/") in systems
+        and coding["code"].strip().upper() in {number, f"HGNC:{number}"}
+        for coding in _all_codings(value)
+    )
+
+
+def _names_nat2(element: Any, gene: Mapping[str, Any]) -> bool:
+    """Whether an element (a code, a value, a component) names NAT2: the symbol or HGNC id in a text,
+    display or code, or the bare HGNC number in an HGNC gene-ID system."""
+    return _about_nat2(list(_strings(element)), gene) or _hgnc_coded(element, gene)
+
+
+def _genes_studied(observation: Mapping[str, Any], gene: Mapping[str, Any]) -> list[bool]:
+    """For each "gene studied" component (LOINC 48018-6), whether its gene is NAT2."""
+    return [
+        _names_nat2({k: v for k, v in c.items() if k.startswith("value")}, gene)
+        for c in observation.get("component") or []
+        if isinstance(c, Mapping) and GENE_STUDIED in _codes(c.get("code"))
+    ]
+
+
 def _codes(concept: Any) -> set[str]:
     codings = concept.get("coding") if isinstance(concept, Mapping) else None
     return {str(c.get("code")) for c in codings or [] if isinstance(c, Mapping)}
@@ -91,16 +151,17 @@ def _value_strings(element: Mapping[str, Any]) -> list[str]:
 
 
 def _nat2_values(observation: Mapping[str, Any], gene: Mapping[str, Any]) -> list[str]:
-    """Strings of the values that are NAT2's: the observation's own value when its code names NAT2 or
-    a "gene studied" component is NAT2, and each component's value when that component's code names NAT2."""
+    """Strings of the values that are NAT2's: the observation's own value when its code names NAT2 or a
+    "gene studied" component is NAT2; each component's value when that component's code names NAT2, or
+    when NAT2 is the only gene studied (the IG shape: gene studied and genotype in sibling components)."""
     components = [c for c in observation.get("component") or [] if isinstance(c, Mapping)]
-    studied = any(
-        GENE_STUDIED in _codes(c.get("code")) and _about_nat2(_value_strings(c), gene) for c in components
-    )
-    owned = [
-        element
-        for element in [observation, *components]
-        if _about_nat2(list(_strings(element.get("code"))), gene) or (element is observation and studied)
+    studied = _genes_studied(observation, gene)
+    only_nat2 = bool(studied) and all(studied)
+    owned = [observation] if any(studied) or _names_nat2(observation.get("code"), gene) else []
+    owned += [
+        c
+        for c in components
+        if GENE_STUDIED not in _codes(c.get("code")) and (only_nat2 or _names_nat2(c.get("code"), gene))
     ]
     return [s for element in owned for s in _value_strings(element)]
 
@@ -142,13 +203,24 @@ def _says_poor(text: str, phrase: str) -> bool:
     return False
 
 
-def read_nat2(observation: Mapping[str, Any], config: Mapping[str, Any]) -> Nat2Result | None:
-    """The phenotype this Observation states, or None when it is not a NAT2 result."""
-    # Not the references or identifiers: an id such as "pat-nat2-obs-2" does not make a result NAT2's.
-    skipped = {"subject", "performer", "id", "identifier", "meta"}
-    strings = list(_strings({k: v for k, v in observation.items() if k not in skipped}))
-    if not _about_nat2(strings, config.get("gene") or {}):
-        return None
+def read_nat2(
+    observation: Mapping[str, Any],
+    config: Mapping[str, Any],
+    derived_from: Sequence[Mapping[str, Any]] = (),
+) -> Nat2Result | None:
+    """The phenotype this Observation states, or None when it is not a NAT2 result.
+
+    ``derived_from``: the observations it cites in ``derivedFrom`` (the IG's therapeutic implication names
+    no gene itself; the genotype it derives from does).
+    """
+    gene = config.get("gene") or {}
+    content = {k: v for k, v in observation.items() if k not in _NOT_CONTENT}
+    strings = list(_strings(content))
+    if not (_about_nat2(strings, gene) or _hgnc_coded(content, gene)):
+        studied = _genes_studied(observation, gene)
+        derives_from_nat2 = any(read_nat2(source, config) is not None for source in derived_from)
+        if studied or not derives_from_nat2:  # another gene studied, or nothing says NAT2
+            return None
     answers = config["phenotype_answers"]
     for coding in _codings(observation):
         phenotype = answers.get(coding.get("code"))
@@ -172,8 +244,14 @@ def nat2_status(ctx: RuleContext) -> Nat2Result | None:
     def compute() -> Nat2Result | None:
         config = _config(ctx)
         matcher = ctx.knowledge.valueset("nat2-observations")
-        for observation in ctx.record.observations_in(matcher):
-            result = read_nat2(observation, config)
+        observations = ctx.record.observations_in(matcher)
+        by_reference = {f"Observation/{o['id']}": o for o in observations if isinstance(o.get("id"), str)}
+        for observation in observations:
+            cites = [reference_to(d) for d in observation.get("derivedFrom") or ()]
+            sources = [
+                by_reference[r] for r in cites if r in by_reference and by_reference[r] is not observation
+            ]
+            result = read_nat2(observation, config, sources)
             if result is not None and result.phenotype != INDETERMINATE:
                 return result
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.knowledge.valuesets import CodeMatcher
 from cds_service.record import coded, concept_text, has_code, is_refuted
 from cds_service.rules.base import Finding, RuleContext
 
@@ -17,6 +18,7 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
         return []
     seizures = ctx.knowledge.valueset("seizure-disorders")
     febrile = ctx.knowledge.valueset("febrile-seizures")
+    # By code, else by a name in the condition's texts ("Epilepsy" under a local code, "Convulsions").
     candidates = ctx.record.conditions_in(seizures)
     refuted = [c for c in candidates if is_refuted(c)]
     if refuted:
@@ -27,7 +29,7 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
         ctx.note(TOPIC, f"no seizure condition among {len(ctx.record.conditions)} condition(s)")
         return []
     names = [concept_text(c) for c in history]
-    only_febrile = all(has_code(c, febrile) for c in history)
+    only_febrile = all(_febrile(ctx, c, seizures, febrile) for c in history)
     cited = ", ".join(f"Condition/{c.get('id')}" for c in history)
     ctx.note(TOPIC, f"seizure history: {cited}")
     listed = "; ".join(f"{name} ({_status(c)})" for name, c in zip(names, history, strict=True))
@@ -40,6 +42,17 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
         )
         for order in orders
     ]
+
+
+def _febrile(
+    ctx: RuleContext, condition: Mapping[str, Any], seizures: CodeMatcher, febrile: CodeMatcher
+) -> bool:
+    """Febrile seizures only: by the febrile code when the condition matched by code (a code is never
+    second-guessed by its text), else by a febrile name ("febrile convulsions") in its texts."""
+    match = ctx.record.match_of(seizures, condition)
+    if match is None or match.by == "code":
+        return has_code(condition, febrile)
+    return any(c is condition for c in ctx.record.conditions_in(febrile))
 
 
 def _status(condition: Mapping[str, Any]) -> str:
