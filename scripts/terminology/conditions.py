@@ -14,6 +14,7 @@ Run ``python scripts/terminology/conditions.py --help`` for the source files it 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
@@ -56,6 +57,11 @@ The build of this commit used:
   --fsh LABEL=PATH
       FHIR Shorthand ValueSets (a .fsh file or a folder): hl7germany/forschungsnetz-covid19@db1e0040
       input/fsh/valuesets and logicahealth/covid-19@5ae14fc0 input/fsh/CV19-ValueSets.fsh.
+  --codelist LABEL=FILE
+      OpenCodelists CSV (SNOMED CT): nhsd-primary-care-domain-refsets-epil_cod.csv (NHS Digital QOF
+      epilepsy refset) in opensafely/disease_incidence@fc298800 codelists/;
+      opensafely-chronic-liver-disease-snomed.csv and opensafely-chronic-kidney-disease-snomed.csv in
+      opensafely/isaric-exploration@63b23df6 codelists/.
   --icd10cm LABEL=FILE
       CDC ICD-10-CM tabular XML icd10c-tabular-April-1-2026.xml (in the PyPI wheel simple-icd-10-cm 1.5.0).
   --icd9cm LABEL=FILE
@@ -180,6 +186,22 @@ def read_fsh(values: list[str]) -> list[CodeList]:
     return listings
 
 
+def read_codelists(values: list[str]) -> list[CodeList]:
+    """OpenCodelists CSV files (code/id and term/name columns), e.g. NHS Digital primary care refsets."""
+    listings: list[CodeList] = []
+    for value in values:
+        label, path = _labelled(value)
+        listing = CodeList(authority=f"codelist:{path.stem}", cite=f"OpenCodelists {path.stem} ({label})")
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                code = (row.get("code") or row.get("id") or "").strip()
+                term = " ".join((row.get("term") or row.get("name") or "").split())
+                if code.isdigit() and term and row.get("active", "y") != "n":
+                    listing.codes[(SNOMED, code)] = term
+        listings.append(listing)
+    return listings
+
+
 def read_icd10cm(value: str) -> CodeList:
     label, path = _labelled(value)
     listing = CodeList(authority="cdc:icd-10-cm", cite=f"CDC ICD-10-CM tabular list ({label})")
@@ -243,6 +265,7 @@ class Spec:
     vsac: tuple[str, ...]  # VSAC OIDs: SNOMED members (display matching `include`) are candidates
     include: str  # regex on a SNOMED display that makes a source's code a member
     vsac_whole: tuple[str, ...] = ()  # VSAC OIDs that define the concept: every SNOMED member is taken
+    codelists_whole: tuple[str, ...] = ()  # codelist file stems taken whole, likewise
     exclude: str = r"(?!)"  # regex on a SNOMED display that keeps it out
     exclude_codes: tuple[tuple[str, str], ...] = ()  # (code, why) for members a clinician left out
     synthea: bool = True
@@ -275,14 +298,16 @@ SPECS = (
     Spec(
         name="seizure-disorders",
         purpose=(
-            "Epilepsy, seizures and convulsions, and the 'history of seizure' situations problem lists hold: "
-            "SNOMED CT members of VSAC Seizure Disorder; Synthea's epilepsy codes; ICD-10-CM G40.*, R56.* "
-            "(febrile R56.0* too); ICD-9-CM 345.*, 780.3*."
+            "Epilepsy, seizures and convulsions, and the 'history of seizure' situations problem lists "
+            "hold: SNOMED CT members of VSAC Seizure Disorder and of the NHS Digital QOF epilepsy refset "
+            "(EPIL_COD), Synthea's epilepsy codes; ICD-10-CM G40.*, R56.* (febrile R56.0* too); ICD-9-CM "
+            "345.*, 780.3*."
         ),
         icd10cm=("G40", "R56"),
         icd9cm=("345", "780.3"),
         vsac=SEIZURE_OIDS,
         vsac_whole=SEIZURE_OIDS[:1],
+        codelists_whole=("nhsd-primary-care-domain-refsets-epil_cod",),
         include=r"seiz|epilep|convuls|status epilepticus|grand mal|lennox|west syndrome|lafora|rasmussen",
         exclude_codes=(
             ("191714002", "dissociative (non-epileptic) convulsions are a conversion disorder, not seizures"),
@@ -292,9 +317,8 @@ SPECS = (
         name="febrile-seizures",
         purpose=(
             "Febrile convulsions only (a warning, not a contraindication, when every seizure condition is "
-            "one): "
-            "ICD-10-CM R56.0*; ICD-9-CM 780.31, 780.32; SNOMED CT febrile convulsion codes. Epilepsy with "
-            "febrile seizures is not here."
+            "one): ICD-10-CM R56.0*; ICD-9-CM 780.31, 780.32; SNOMED CT febrile convulsion codes. Epilepsy "
+            "with febrile seizures is not here."
         ),
         icd10cm=("R56.0",),
         icd9cm=("780.31", "780.32"),
@@ -306,11 +330,9 @@ SPECS = (
         name="liver-conditions",
         purpose=(
             "Cirrhosis, hepatic failure and coma, hepatic encephalopathy, chronic hepatitis (viral, "
-            "autoimmune, "
-            "toxic), alcoholic and toxic liver disease, portal hypertension, hepatorenal and hepatopulmonary "
-            "syndromes. Fatty liver (steatosis, K70.0, K76.0, NASH K75.81, ICD-9-CM 571.0, 571.8) is left "
-            "out: "
-            "without impairment it does not change the starting dose."
+            "autoimmune, toxic), alcoholic and toxic liver disease, portal hypertension, hepatorenal and "
+            "hepatopulmonary syndromes. Fatty liver (steatosis, K70.0, K76.0, NASH K75.81, ICD-9-CM 571.0, "
+            "571.8) is left out: without impairment it does not change the starting dose."
         ),
         icd10cm=(
             "B18",
@@ -345,21 +367,24 @@ SPECS = (
         vsac=LIVER_OIDS,
         include=(
             r"cirrho|hepatic failure|liver failure|hepatic coma|end stage liver|chronic ([\w-]+ )*hepatitis"
-            r"|chronic (non)?alcoholic liver|chronic liver disease|alcoholic (hepatitis|liver|fibrosis)|toxic"
+            r"|chronic (non)?alcoholic liver|chronic liver disease|alcoholic (hepatitis|liver|fibrosis)"
+            r"|alcoholic hepatic failure|toxic (liver|hepatitis|noninfectious hepatitis)"
             r"|drug-induced (chronic )?hepatitis|hepatorenal syndrome|hepatic fibrosis|hepatic sclerosis"
             r"|liver necrosis|autoimmune hepatitis|primary biliary cholangitis|hepatic encephalopathy"
             r"|portal hypertension|hepatopulmonary"
         ),
-        exclude=r"fatty|steato|without hepatic coma|pregnan|childbirth|puerper|congenital|mother|arthrogryp",
+        exclude=(
+            r"fatty|steato|without hepatic coma|pregnan|childbirth|puerper|congenital|mother|arthrogryp"
+            r"|abscess|transplant|delivery|without cirrhosis|nephronophthisis"
+        ),
     ),
     Spec(
         name="kidney-conditions",
         purpose=(
             "Chronic kidney disease (any stage, hypertensive CKD), acute kidney failure and unspecified "
-            "kidney "
-            "failure: ICD-10-CM N17.*, N18.*, N19, I12.*, I13.0, I13.1*, I13.2; ICD-9-CM 584.*, 585.*, 586; "
-            "SNOMED CT CKD, renal failure and ESRD codes. ESRD and dialysis are in end-stage-renal-disease "
-            "too."
+            "kidney failure: ICD-10-CM N17.*, N18.*, N19, I12.*, I13.0, I13.1*, I13.2; ICD-9-CM 584.*, "
+            "585.*, 586; SNOMED CT CKD, renal failure and ESRD codes. ESRD and dialysis are in end-stage-"
+            "renal-disease too."
         ),
         icd10cm=("N17", "N18", "N19", "I12", "I13.0", "I13.1", "I13.2"),
         icd9cm=("584", "585", "586"),
@@ -371,11 +396,9 @@ SPECS = (
         name="end-stage-renal-disease",
         purpose=(
             "Kidney failure or dialysis: ESRD, CKD stage 5 (GFR below 15 by definition), hypertensive CKD "
-            "with "
-            "stage 5 or ESRD, dependence on or encounters for dialysis: ICD-10-CM N18.5, N18.6, I12.0, "
-            "I13.11, "
-            "I13.2, Z99.2, Z49.*; ICD-9-CM 585.5, 585.6, V45.11, V56.*; SNOMED CT ESRD, CKD 5 and dialysis "
-            "codes."
+            "with stage 5 or ESRD, dependence on or encounters for dialysis: ICD-10-CM N18.5, N18.6, I12.0,"
+            " I13.11, I13.2, Z99.2, Z49.*; ICD-9-CM 585.5, 585.6, V45.11, V56.*; SNOMED CT ESRD, CKD 5 and "
+            "dialysis codes."
         ),
         icd10cm=("N18.5", "N18.6", "I12.0", "I13.11", "I13.2", "Z99.2", "Z49"),
         icd9cm=("585.5", "585.6", "V45.11", "V56"),
@@ -394,6 +417,7 @@ class Sources:
     vsac: dict[str, list[CodeList]]
     synthea: SyntheaCodes
     fsh: list[CodeList]
+    codelists: list[CodeList]
     icd10cm: CodeList
     icd9cm: CodeList
     who: CodeList
@@ -441,6 +465,10 @@ def _prefix_cites(spec: Spec, sources: Sources, system: str, prefix: str) -> lis
     return _by_authority(cites)
 
 
+# Procedures, regimes and events name what was done, not what the patient has: never a condition member.
+_NOT_A_CONDITION = re.compile(r"\((procedure|regime/therapy|event|observable entity|record artifact)\)$")
+
+
 def _snomed_members(spec: Spec, sources: Sources) -> dict[str, tuple[str, list[str]]]:
     include = re.compile(spec.include, re.IGNORECASE)
     exclude = re.compile(spec.exclude, re.IGNORECASE)
@@ -449,7 +477,9 @@ def _snomed_members(spec: Spec, sources: Sources) -> dict[str, tuple[str, list[s
     cites: dict[str, list[tuple[str, str]]] = {}
 
     def consider(code: str, display: str, authority: str, cite: str, whole: bool = False) -> None:
-        if code in excluded or exclude.search(display) or not (whole or include.search(display)):
+        if code in excluded or exclude.search(display) or _NOT_A_CONDITION.search(display):
+            return
+        if not (whole or include.search(display)):
             return
         displays.setdefault(code, display)
         cites.setdefault(code, []).append((authority, cite))
@@ -467,6 +497,10 @@ def _snomed_members(spec: Spec, sources: Sources) -> dict[str, tuple[str, list[s
         for listing in sources.fsh:
             for (_, code), display in sorted(listing.codes.items()):
                 consider(code, display, listing.authority, listing.cite)
+    for listing in sources.codelists:
+        whole = any(listing.authority == f"codelist:{stem}" for stem in spec.codelists_whole)
+        for (_, code), display in sorted(listing.codes.items()):
+            consider(code, display, listing.authority, listing.cite, whole=whole)
     if spec.synthea:
         for code, display in sorted(sources.synthea.displays.items()):
             places = "; ".join(sorted(sources.synthea.places[code]))
@@ -512,11 +546,10 @@ def build(spec: Spec, sources: Sources, existing: dict[str, object]) -> dict[str
     resource["version"] = "0.2.0"
     resource["purpose"] = (
         f"{spec.purpose} Built by {SCRIPT} from public sources only (VSAC expansions published in "
-        "cqframework eCQM content repositories, Synthea modules, HL7 IG value sets, the CDC ICD-10-CM "
-        "tabular "
-        "list, the CMS ICD-9-CM descriptions, WHO ICD-10); each code names its sources, and a code with "
-        "fewer "
-        "than two carries verify. ICD codes match by prefix, so new child codes match without a rebuild."
+        "cqframework eCQM content repositories, Synthea modules, HL7 IG value sets, NHS Digital and "
+        "OpenSAFELY codelists, the CDC ICD-10-CM tabular list, the CMS ICD-9-CM descriptions, WHO ICD-10); "
+        "each code names its sources, and a code with fewer than two carries verify. ICD codes match by "
+        "prefix, so new child codes match without a rebuild."
     )
     resource["compose"] = {"include": includes}
     return resource
@@ -527,6 +560,7 @@ def load_sources(args: argparse.Namespace) -> Sources:
         vsac=read_vsac(args.vsac),
         synthea=read_synthea(args.synthea),
         fsh=read_fsh(args.fsh),
+        codelists=read_codelists(args.codelist),
         icd10cm=read_icd10cm(args.icd10cm),
         icd9cm=read_icd9cm(args.icd9cm),
         who=read_who_icd10(args.who_icd10),
@@ -542,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vsac", action="append", default=[], required=True, metavar="LABEL=DIR")
     parser.add_argument("--synthea", action="append", default=[], required=True, metavar="LABEL=DIR")
     parser.add_argument("--fsh", action="append", default=[], metavar="LABEL=PATH")
+    parser.add_argument("--codelist", action="append", default=[], metavar="LABEL=FILE")
     parser.add_argument("--icd10cm", required=True, metavar="LABEL=FILE")
     parser.add_argument("--icd9cm", required=True, metavar="LABEL=FILE")
     parser.add_argument("--who-icd10", required=True, metavar="LABEL=FILE")
