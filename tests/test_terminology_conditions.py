@@ -92,6 +92,8 @@ def cards_for(client: FlaskClient, *conditions: dict[str, Any]) -> dict[str, str
         (SNOMED, "6204001", "Juvenile myoclonic epilepsy"),
         # Epilepsy with febrile seizures is epilepsy: critical, not the febrile warning.
         (SNOMED, "784372002", "Familial mesial temporal lobe epilepsy with febrile seizures (disorder)"),
+        # "Epilepsy resolved" (NHS QOF refset): resolved epilepsy is still a history of seizures.
+        (SNOMED, "162658001", "Epilepsy resolved"),
         # Legacy ICD-9-CM records.
         (ICD9CM, "345.90", "Epilepsy, unspecified, without mention of intractable epilepsy"),
         (ICD9CM, "78039", "Other convulsions"),
@@ -167,6 +169,11 @@ def test_fatty_liver_alone_is_not_hepatic_impairment(client: FlaskClient, system
         (SNOMED, "714152005", "Chronic kidney disease stage 5 on dialysis (disorder)"),
         (ICD10CM, "Z49.31", "Encounter for adequacy testing for hemodialysis"),
         (ICD10CM, "I12.0", "Hypertensive chronic kidney disease with stage 5 CKD or end stage renal disease"),
+        (
+            SNOMED,
+            "950291000000103",
+            "Chronic kidney disease with GFR category G5 and albuminuria category A2",
+        ),
         (ICD9CM, "V45.11", "Renal dialysis status"),
         (ICD9CM, "585.6", "End stage renal disease"),
     ],

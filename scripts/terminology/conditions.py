@@ -58,8 +58,10 @@ The build of this commit used:
       FHIR Shorthand ValueSets (a .fsh file or a folder): hl7germany/forschungsnetz-covid19@db1e0040
       input/fsh/valuesets and logicahealth/covid-19@5ae14fc0 input/fsh/CV19-ValueSets.fsh.
   --codelist LABEL=FILE
-      OpenCodelists CSV (SNOMED CT): nhsd-primary-care-domain-refsets-epil_cod.csv (NHS Digital QOF
-      epilepsy refset) in opensafely/disease_incidence@fc298800 codelists/;
+      OpenCodelists CSV (SNOMED CT): nhsd-primary-care-domain-refsets-epil_cod.csv and -epilres_cod.csv
+      (NHS Digital QOF refsets) in opensafely/disease_incidence@fc298800 codelists/;
+      nhsd-primary-care-domain-refsets-ckd_cod.csv and -ckd1and2_cod.csv in
+      opensafely/deaths-at-home-covid19@b0cf90c1 codelists/;
       opensafely-chronic-liver-disease-snomed.csv and opensafely-chronic-kidney-disease-snomed.csv in
       opensafely/isaric-exploration@63b23df6 codelists/.
   --icd10cm LABEL=FILE
@@ -307,7 +309,11 @@ SPECS = (
         icd9cm=("345", "780.3"),
         vsac=SEIZURE_OIDS,
         vsac_whole=SEIZURE_OIDS[:1],
-        codelists_whole=("nhsd-primary-care-domain-refsets-epil_cod",),
+        # QOF epilepsy codes, and "epilepsy resolved": resolved epilepsy is still a history of seizures.
+        codelists_whole=(
+            "nhsd-primary-care-domain-refsets-epil_cod",
+            "nhsd-primary-care-domain-refsets-epilres_cod",
+        ),
         include=r"seiz|epilep|convuls|status epilepticus|grand mal|lennox|west syndrome|lafora|rasmussen",
         exclude_codes=(
             ("191714002", "dissociative (non-epileptic) convulsions are a conversion disorder, not seizures"),
@@ -389,6 +395,10 @@ SPECS = (
         icd10cm=("N17", "N18", "N19", "I12", "I13.0", "I13.1", "I13.2"),
         icd9cm=("584", "585", "586"),
         vsac=KIDNEY_OIDS,
+        codelists_whole=(
+            "nhsd-primary-care-domain-refsets-ckd_cod",
+            "nhsd-primary-care-domain-refsets-ckd1and2_cod",
+        ),
         include=(r"chronic kidney disease|renal failure|kidney failure|renal insufficiency|end.stage renal"),
         exclude=r"pregnan|abortion|miscarriage|delivery|childbirth|puerper|anemia|due to ace inhibitor",
     ),
@@ -403,7 +413,10 @@ SPECS = (
         icd10cm=("N18.5", "N18.6", "I12.0", "I13.11", "I13.2", "Z99.2", "Z49"),
         icd9cm=("585.5", "585.6", "V45.11", "V56"),
         vsac=ESRD_OIDS,
-        include=r"end.stage renal|on dialysis|kidney disease stage 5|dependence on renal dialysis",
+        include=(
+            r"end.stage renal|on dialysis|kidney disease stage 5|dependence on renal dialysis"
+            r"|glomerular filtration rate category g5"
+        ),
         exclude=r"pregnan|anemia|pre-end stage",
     ),
 )
