@@ -64,6 +64,9 @@ The build of this commit used:
       opensafely/deaths-at-home-covid19@b0cf90c1 codelists/;
       opensafely-chronic-liver-disease-snomed.csv and opensafely-chronic-kidney-disease-snomed.csv in
       opensafely/isaric-exploration@63b23df6 codelists/.
+  --ohdsi LABEL=DIR
+      OHDSI PhenotypeLibrary cohort definitions (inst/cohorts/*.json) of OHDSI/PhenotypeLibrary@40106e4e:
+      the SNOMED concepts their concept sets name (descendants are not expanded).
   --icd10cm LABEL=FILE
       CDC ICD-10-CM tabular XML icd10c-tabular-April-1-2026.xml (in the PyPI wheel simple-icd-10-cm 1.5.0).
   --icd9cm LABEL=FILE
@@ -204,6 +207,35 @@ def read_codelists(values: list[str]) -> list[CodeList]:
     return listings
 
 
+def read_ohdsi(values: list[str]) -> list[CodeList]:
+    """SNOMED concepts named (not excluded) in the concept sets of OHDSI PhenotypeLibrary cohort files."""
+    listings: list[CodeList] = []
+    for value in values:
+        label, folder = _labelled(value)
+        skipped = 0
+        for path in sorted(folder.glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
+            text = path.read_text(encoding="utf-8")
+            if not text.strip():  # a snapshot may lack a file's content: say so, use the rest
+                skipped += 1
+                continue
+            cohort = json.loads(text)
+            for concept_set in cohort.get("ConceptSets") or []:
+                listing = CodeList(
+                    authority="ohdsi:phenotype-library",
+                    cite=f"OHDSI PhenotypeLibrary cohort {path.stem} concept set '{concept_set.get('name')}' "
+                    f"({label})",
+                )
+                for item in (concept_set.get("expression") or {}).get("items") or []:
+                    concept = item.get("concept") or {}
+                    if concept.get("VOCABULARY_ID") == "SNOMED" and not item.get("isExcluded"):
+                        name = " ".join(str(concept.get("CONCEPT_NAME", "")).split())
+                        listing.codes[(SNOMED, str(concept.get("CONCEPT_CODE")))] = name
+                listings.append(listing)
+        if skipped:
+            print(f"{label}: {skipped} empty cohort file(s) skipped", file=sys.stderr)
+    return listings
+
+
 def read_icd10cm(value: str) -> CodeList:
     label, path = _labelled(value)
     listing = CodeList(authority="cdc:icd-10-cm", cite=f"CDC ICD-10-CM tabular list ({label})")
@@ -315,6 +347,7 @@ SPECS = (
             "nhsd-primary-care-domain-refsets-epilres_cod",
         ),
         include=r"seiz|epilep|convuls|status epilepticus|grand mal|lennox|west syndrome|lafora|rasmussen",
+        exclude=r"related finding|free of|seizure free|family history|fear of|risk of",
         exclude_codes=(
             ("191714002", "dissociative (non-epileptic) convulsions are a conversion disorder, not seizures"),
         ),
@@ -573,7 +606,7 @@ def load_sources(args: argparse.Namespace) -> Sources:
         vsac=read_vsac(args.vsac),
         synthea=read_synthea(args.synthea),
         fsh=read_fsh(args.fsh),
-        codelists=read_codelists(args.codelist),
+        codelists=read_codelists(args.codelist) + read_ohdsi(args.ohdsi),
         icd10cm=read_icd10cm(args.icd10cm),
         icd9cm=read_icd9cm(args.icd9cm),
         who=read_who_icd10(args.who_icd10),
@@ -590,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthea", action="append", default=[], required=True, metavar="LABEL=DIR")
     parser.add_argument("--fsh", action="append", default=[], metavar="LABEL=PATH")
     parser.add_argument("--codelist", action="append", default=[], metavar="LABEL=FILE")
+    parser.add_argument("--ohdsi", action="append", default=[], metavar="LABEL=DIR")
     parser.add_argument("--icd10cm", required=True, metavar="LABEL=FILE")
     parser.add_argument("--icd9cm", required=True, metavar="LABEL=FILE")
     parser.add_argument("--who-icd10", required=True, metavar="LABEL=FILE")
