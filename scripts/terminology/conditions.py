@@ -333,9 +333,9 @@ SPECS = (
         name="seizure-disorders",
         purpose=(
             "Epilepsy, seizures and convulsions, and the 'history of seizure' situations problem lists "
-            "hold: SNOMED CT members of VSAC Seizure Disorder and of the NHS Digital QOF epilepsy refset "
-            "(EPIL_COD), Synthea's epilepsy codes; ICD-10-CM G40.*, R56.* (febrile R56.0* too); ICD-9-CM "
-            "345.*, 780.3*."
+            "hold: SNOMED CT members of VSAC Seizure Disorder and of the NHS Digital QOF epilepsy refsets "
+            "(EPIL_COD, EPILRES_COD), Synthea's epilepsy codes; ICD-10-CM G40.*, R56.* (febrile R56.0* "
+            "too); ICD-9-CM 345.*, 780.3*."
         ),
         icd10cm=("G40", "R56"),
         icd9cm=("345", "780.3"),
@@ -593,7 +593,8 @@ def build(spec: Spec, sources: Sources, existing: dict[str, object]) -> dict[str
     resource["purpose"] = (
         f"{spec.purpose} Built by {SCRIPT} from public sources only (VSAC expansions published in "
         "cqframework eCQM content repositories, Synthea modules, HL7 IG value sets, NHS Digital and "
-        "OpenSAFELY codelists, the CDC ICD-10-CM tabular list, the CMS ICD-9-CM descriptions, WHO ICD-10); "
+        "OpenSAFELY codelists, OHDSI Phenotype Library concept sets, the CDC ICD-10-CM tabular list, the CMS "
+        "ICD-9-CM descriptions, WHO ICD-10); "
         "each code names its sources, and a code with fewer than two carries verify. ICD codes match by "
         "prefix, so new child codes match without a rebuild."
     )
