@@ -31,6 +31,7 @@ from cds_service.knowledge.valuesets import SOURCE_URL, VERIFY_URL
 ROOT = Path(__file__).resolve().parents[1]
 VALUESETS = ROOT / "cards" / "valuesets"
 ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 OWNED = (
     "seizure-disorders",
@@ -184,7 +185,15 @@ def test_esrd_and_dialysis_are_critical(client: FlaskClient, system: str, code: 
 
 @pytest.mark.parametrize(
     ("system", "code"),
-    [(SNOMED, "700379002"), (SNOMED, "431856006"), (ICD10CM, "I12.9"), (ICD9CM, "585.3"), (ICD9CM, "584.9")],
+    [
+        (SNOMED, "700379002"),
+        (SNOMED, "431856006"),
+        (ICD10CM, "I12.9"),
+        (ICD9CM, "585.3"),
+        (ICD9CM, "584.9"),
+        # WHO ICD-10 I12.0 is "hypertensive renal disease with renal failure", not ESRD as in ICD-10-CM.
+        (ICD10, "I12.0"),
+    ],
 )
 def test_ckd_and_acute_kidney_failure_are_a_warning(client: FlaskClient, system: str, code: str) -> None:
     assert cards_for(client, condition(system, code)).get("renal-impairment") == "warning"

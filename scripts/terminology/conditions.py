@@ -300,6 +300,8 @@ class Spec:
     include: str  # regex on a SNOMED display that makes a source's code a member
     vsac_whole: tuple[str, ...] = ()  # VSAC OIDs that define the concept: every SNOMED member is taken
     codelists_whole: tuple[str, ...] = ()  # codelist file stems taken whole, likewise
+    # ICD-10-CM prefixes not mirrored under the WHO ICD-10 URI because the WHO code means something else.
+    not_who: tuple[str, ...] = ()
     exclude: str = r"(?!)"  # regex on a SNOMED display that keeps it out
     exclude_codes: tuple[tuple[str, str], ...] = ()  # (code, why) for members a clinician left out
     synthea: bool = True
@@ -444,6 +446,8 @@ SPECS = (
             "dialysis codes."
         ),
         icd10cm=("N18.5", "N18.6", "I12.0", "I13.11", "I13.2", "Z99.2", "Z49"),
+        # WHO I12.0 and I13.2 say "renal failure", not stage 5 or ESRD: the ICD-10 URI keeps them a warning.
+        not_who=("I12.0", "I13.11", "I13.2"),
         icd9cm=("585.5", "585.6", "V45.11", "V56"),
         vsac=ESRD_OIDS,
         include=(
@@ -568,7 +572,8 @@ def _prefix_includes(system: str, prefixes: Iterable[tuple[str, list[str]]]) -> 
 
 def build(spec: Spec, sources: Sources, existing: dict[str, object]) -> dict[str, object]:
     includes: list[dict[str, object]] = []
-    for system, prefixes in ((ICD10CM, spec.icd10cm), (ICD10, spec.icd10cm), (ICD9CM, spec.icd9cm)):
+    who = tuple(p for p in spec.icd10cm if p not in spec.not_who)
+    for system, prefixes in ((ICD10CM, spec.icd10cm), (ICD10, who), (ICD9CM, spec.icd9cm)):
         reference = {ICD10CM: sources.icd10cm, ICD10: sources.who, ICD9CM: sources.icd9cm}[system]
         chosen = []
         for prefix in sorted(prefixes):
