@@ -88,10 +88,11 @@ DAILYMED_SOURCE = Source(DAILYMED, "dailymed")
 
 # Codes the clinical reference lists (class, system, code, display, listed as to verify there). These were
 # the whole of the value sets before this script; they stay, each with the reference as its source.
-CURATED: tuple[tuple[str, str, str, str, bool], ...] = (
+_CURATED_BY_CODE: tuple[tuple[str, str, str, str, bool], ...] = (
     ("amifampridine", ATC, "N07XX05", "amifampridine", False),
     ("amifampridine", SNOMED, "422654000", "Amifampridine (substance)", False),
-    ("other-aminopyridines", RXNORM, "897021", "dalfampridine 10 MG 12HR Extended Release Oral Tablet", False),
+    ("other-aminopyridines", RXNORM, "897021", "dalfampridine 10 MG 12HR Extended Release Oral Tablet",
+     False),
     ("other-aminopyridines", ATC, "N07XX07", "fampridine", False),
     ("aminopyridine-allergens", ATC, "N07XX05", "amifampridine", False),
     ("aminopyridine-allergens", ATC, "N07XX07", "fampridine", False),
@@ -115,7 +116,9 @@ CURATED: tuple[tuple[str, str, str, str, bool], ...] = (
     ("cholinergic-drugs", ATC, "N07AA30", "ambenonium", False),
     ("cholinergic-drugs", ATC, "N07AB02", "bethanechol", False),
     ("cholinergic-drugs", ATC, "N07AX01", "pilocarpine", False),
-) + tuple(
+)  # fmt: skip
+# The seizure-threshold list of the reference: (ingredient, RxNorm ingredient code, ATC, to verify there).
+_CURATED_SEIZURE = tuple(
     ("seizure-threshold-lowering-drugs", system, code, name, verify)
     for name, rxcui, atc, verify in (
         ("bupropion", "42347", "N06AX12", False), ("tramadol", "10689", "N02AX02", False),
@@ -142,6 +145,7 @@ CURATED: tuple[tuple[str, str, str, str, bool], ...] = (
     for system, code in ((RXNORM, rxcui), (ATC, atc))
     if code
 )  # fmt: skip
+CURATED = (*_CURATED_BY_CODE, *_CURATED_SEIZURE)
 
 # Firdapse packages (FDA labeler 69616, product 211), from the label's SPL on DailyMed.
 NDC_PACKAGES = ("69616-211-03", "69616-211-04", "69616-211-06", "69616-211-08")
@@ -342,9 +346,11 @@ def build(resource: dict, concepts: dict[str, dict[str, Concept]]) -> dict:
     known = {ext["valueString"].lower() for ext in names}
     added = {b: s for b, s in brand_names(concepts).items() if b.lower() not in known and len(b) > 2}
     others = [ext for ext in resource.get("extension", []) if ext.get("url") != MATCH_TEXT_URL]
-    updated["extension"] = others + names + [
-        {"url": MATCH_TEXT_URL, "valueString": brand} for brand in sorted(added, key=str.lower)
-    ]
+    updated["extension"] = (
+        others
+        + names
+        + [{"url": MATCH_TEXT_URL, "valueString": brand} for brand in sorted(added, key=str.lower)]
+    )
     purpose = str(resource.get("purpose", "")).split(BRANDS_MARK)[0]
     if added:
         shown = "; ".join(f"{brand} (RxNorm {added[brand]})" for brand in sorted(added, key=str.lower))
@@ -385,15 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "Sources used for the committed files (fetch them, then pass their paths):\n"
-            "  --vsac cqframework/ecqm-content-r4-2021=...     (HEAD 0be9c6864640478209add3b5c99178291986a0e0)\n"
-            "  --vsac cqframework/ecqm-content-r4=...          (HEAD 04f5c4919ee8a56e24484c3269f74d47b03e3d75)\n"
-            "  --vsac cqframework/ecqm-content-qicore-2024=... (HEAD 9ebd48ffebf2ed2489f3904cc8393ebf8979bfc9)\n"
-            "  --vsac cqframework/ecqm-content-qicore-2025=... (HEAD db5a7e143304b19b70cbf6a89e5ebeab9e40df61)\n"
-            "  --atc digital-biosystems/Pharmacolibrary=...    (HEAD e46b97f5b43bf936d5ac575b281aba0913a9d679)\n"
-            "Each repository's ValueSet JSON under input/vocabulary/valueset/ (VSAC expansions and US Core\n"
-            "us-core-allergy-substance) and the ATC folders Pharmacolibrary/Drugs/<group>/<class>/<code>_<Name>/.\n"
-            "The clinical reference codes and the FIRDAPSE NDC packages (DailyMed) are listed in this script."
+            "Sources used for the committed files (fetch them, then pass their paths), at HEAD commit:\n"
+            "  --vsac cqframework/ecqm-content-r4-2021=PATH      0be9c6864640478209add3b5c99178291986a0e0\n"
+            "  --vsac cqframework/ecqm-content-r4=PATH           04f5c4919ee8a56e24484c3269f74d47b03e3d75\n"
+            "  --vsac cqframework/ecqm-content-qicore-2024=PATH  9ebd48ffebf2ed2489f3904cc8393ebf8979bfc9\n"
+            "  --vsac cqframework/ecqm-content-qicore-2025=PATH  db5a7e143304b19b70cbf6a89e5ebeab9e40df61\n"
+            "  --atc digital-biosystems/Pharmacolibrary=PATH     e46b97f5b43bf936d5ac575b281aba0913a9d679\n"
+            "Read: each repository's ValueSet JSON under input/vocabulary/valueset/ (VSAC expansions,\n"
+            "US Core us-core-allergy-substance) and the ATC folders\n"
+            "Pharmacolibrary/Drugs/<group>/<class>/<code>_<Name>/. The clinical reference codes and the\n"
+            "FIRDAPSE NDC packages (DailyMed) are listed in this script."
         ),
     )
     parser.add_argument("--vsac", action="append", default=[], metavar="OWNER/NAME=PATH")
