@@ -103,6 +103,7 @@ def test_an_unknown_code_alone_gets_no_amifampridine_checks(client: FlaskClient)
 INTERACTIONS = [
     pytest.param(RXNORM, "312941", "seizure-threshold-drug", id="sertraline-50mg-SCD"),
     pytest.param(RXNORM, "993503", "seizure-threshold-drug", id="bupropion-100mg-12hr-ER-SCD"),
+    pytest.param(RXNORM, "153639", "seizure-threshold-drug", id="quetiapine-100mg-SBD-Seroquel"),
     pytest.param(RXNORM, "903857", "cholinergic-drug", id="pyridostigmine-60mg-SCD"),
     pytest.param(RXNORM, "997223", "cholinergic-drug", id="donepezil-10mg-SCD"),
     pytest.param(RXNORM, "897021", "aminopyridine-duplicate", id="dalfampridine-10mg-ER-SCD"),

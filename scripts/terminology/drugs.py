@@ -343,8 +343,9 @@ def build(resource: dict, concepts: dict[str, dict[str, Concept]]) -> dict:
     updated["compose"] = {"include": includes}
 
     names = [ext for ext in resource.get("extension", []) if ext.get("url") == MATCH_TEXT_URL]
-    known = {ext["valueString"].lower() for ext in names}
-    added = {b: s for b, s in brand_names(concepts).items() if b.lower() not in known and len(b) > 2}
+    known = _pattern(ext["valueString"] for ext in names)
+    # A brand the names already find ('Seroquel XR 14-Day Sample Kit' has 'Seroquel') adds nothing.
+    added = {b: s for b, s in brand_names(concepts).items() if len(b) > 2 and not known.search(b)}
     others = [ext for ext in resource.get("extension", []) if ext.get("url") != MATCH_TEXT_URL]
     updated["extension"] = (
         others
@@ -396,9 +397,10 @@ def main(argv: list[str] | None = None) -> int:
             "  --vsac cqframework/ecqm-content-r4=PATH           04f5c4919ee8a56e24484c3269f74d47b03e3d75\n"
             "  --vsac cqframework/ecqm-content-qicore-2024=PATH  9ebd48ffebf2ed2489f3904cc8393ebf8979bfc9\n"
             "  --vsac cqframework/ecqm-content-qicore-2025=PATH  db5a7e143304b19b70cbf6a89e5ebeab9e40df61\n"
+            "  --vsac cqframework/opioid-cds-r4=PATH             b29bdcbf6db6f3de26486dbc3820572ee9a78b89\n"
             "  --atc digital-biosystems/Pharmacolibrary=PATH     e46b97f5b43bf936d5ac575b281aba0913a9d679\n"
-            "Read: each repository's ValueSet JSON under input/vocabulary/valueset/ (VSAC expansions,\n"
-            "US Core us-core-allergy-substance) and the ATC folders\n"
+            "Read: each repository's ValueSet JSON under */vocabulary/valueset/ (VSAC expansions, US Core\n"
+            "us-core-allergy-substance, the CDC opioid guideline's value sets) and the ATC folders\n"
             "Pharmacolibrary/Drugs/<group>/<class>/<code>_<Name>/. The clinical reference codes and the\n"
             "FIRDAPSE NDC packages (DailyMed) are listed in this script."
         ),
