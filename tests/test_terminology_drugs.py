@@ -308,6 +308,22 @@ def test_script_needs_two_independent_confirming_sources() -> None:
     assert concept.confirmed
 
 
+def test_script_counts_a_republished_or_retitled_value_set_once() -> None:
+    drugs = build_script()
+    keys = drugs.independence_keys(
+        {
+            "VSAC 196.12.1213": {"Antidepressant Medication"},
+            "VSAC 196.11.1530": {"Antidepressant Medication"},  # same title, new OID
+            "VSAC 196.12.1523": {"Antipsychotic", "Potentially Harmful Antipsychotics for Older Adults"},
+            "VSAC 1248.120": {"Potentially Harmful Antipsychotics for Older Adults"},
+            "VSAC 526.3.1566": {"Adult Depression Medications"},
+        }
+    )
+    assert keys["VSAC 196.12.1213"] == keys["VSAC 196.11.1530"]
+    assert keys["VSAC 196.12.1523"] == keys["VSAC 1248.120"]
+    assert len({keys["VSAC 196.12.1213"], keys["VSAC 196.12.1523"], keys["VSAC 526.3.1566"]}) == 3
+
+
 def test_script_keeps_pharmacist_metadata_and_is_deterministic() -> None:
     drugs = build_script()
     current = valueset("cholinergic-drugs")

@@ -210,21 +210,16 @@ def classes_named(display: str) -> set[str]:
     return {name for name, pattern in CLASS_PATTERNS.items() if pattern.search(display)}
 
 
-def _valueset_name(resource: dict) -> tuple[str, str]:
-    """How a ValueSet is cited, and its independence key (its title)."""
-    title = str(resource.get("title") or resource.get("name") or resource.get("id"))
-    url = str(resource.get("url") or "")
+def _valueset_id(resource: dict) -> str:
+    """A ValueSet's identity across releases: its VSAC OID, or its canonical URL."""
+    url = str(resource.get("url") or resource.get("id") or "")
     if url.startswith("http://cts.nlm.nih.gov/fhir/ValueSet/"):
-        name = f"VSAC {url.rsplit('/', 1)[-1]} {title}"
-    else:
-        name = f"{url}|{resource.get('version', '')} {title}"
-    # VSAC republishes a value set under a new OID with the same title (e.g. Antidepressant Medication
-    # 196.12.1213 and 196.11.1530): same steward, same intent, so one independent source.
-    return name, re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
+        return f"VSAC {url.rsplit('/', 1)[-1]}"
+    return url
 
 
 def valueset_rxnorm_codes(tree: Tree) -> Iterator[tuple[str, str, str, str, str]]:
-    """(value set name, key, file, code, display) for every RxNorm code of every ValueSet file."""
+    """(value set id, title, file, code, display) for every RxNorm code of every ValueSet file."""
     for path in tree.files():
         if "vocabulary/valueset" not in path or not path.endswith(".json"):
             continue
@@ -234,16 +229,37 @@ def valueset_rxnorm_codes(tree: Tree) -> Iterator[tuple[str, str, str, str, str]
             continue
         if not isinstance(resource, dict) or resource.get("resourceType") != "ValueSet":
             continue
-        name, key = _valueset_name(resource)
-        where = f"{tree.name} {path}"
+        ident, where = _valueset_id(resource), f"{tree.name} {path}"
+        title = str(resource.get("title") or resource.get("name") or ident)
         for coding in (resource.get("expansion") or {}).get("contains") or []:
             if coding.get("system") == RXNORM and coding.get("code"):
-                yield name, key, where, coding["code"], coding.get("display", "")
+                yield ident, title, where, coding["code"], coding.get("display", "")
         for include in (resource.get("compose") or {}).get("include") or []:
             if include.get("system") == RXNORM:
                 for concept in include.get("concept") or []:
                     if concept.get("code"):
-                        yield name, key, where, concept["code"], concept.get("display", "")
+                        yield ident, title, where, concept["code"], concept.get("display", "")
+
+
+def independence_keys(titles: dict[str, set[str]]) -> dict[str, str]:
+    """Value set id -> key; value sets sharing a title, directly or through a chain, share a key.
+
+    VSAC republishes a value set under a new OID with the same title (Antidepressant Medication 196.12.1213
+    and 196.11.1530) and retitles an OID between releases (196.12.1523 'Antipsychotic', later 'Potentially
+    Harmful Antipsychotics for Older Adults'): either way it is one steward's list, one source.
+    """
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for ident, names in titles.items():
+        for title in names:
+            normalised = "title:" + re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
+            parent[root(normalised)] = root(ident)
+    return {ident: min(n for n in parent if root(n) == root(ident)) for ident in titles}
 
 
 _ATC_FOLDER = re.compile(r"Drugs/[A-Z]_[^/]+/[A-Z]\d\d[A-Z]_[^/]+/([A-Z]\d\d[A-Z]{2}\d\d)_([A-Za-z]+)/")
@@ -279,14 +295,18 @@ def collect(vsac: list[Tree], atc: list[Tree]) -> dict[str, dict[str, dict[str, 
     for package in NDC_PACKAGES:
         add("amifampridine", NDC, package, DAILYMED_SOURCE, DAILYMED_TITLE)
     # One source per value set and code, naming every file (of every repository) that lists the code.
-    found: dict[tuple[str, str, str, str], tuple[set[str], str]] = {}
+    found: dict[tuple[str, str, str], tuple[set[str], str]] = {}
+    titles: dict[str, set[str]] = {}
     for tree in vsac:
-        for name, key, where, code, display in valueset_rxnorm_codes(tree):
+        for ident, title, where, code, display in valueset_rxnorm_codes(tree):
+            titles.setdefault(ident, set()).add(title)
             for drug_class in classes_named(display):
-                wheres, _ = found.setdefault((drug_class, code, name, key), (set(), display))
+                wheres, _ = found.setdefault((drug_class, code, ident), (set(), display))
                 wheres.add(where)
-    for (drug_class, code, name, key), (wheres, display) in found.items():
-        add(drug_class, RXNORM, code, Source(f"{name} ({'; '.join(sorted(wheres))})", key), display)
+    keys = independence_keys(titles)
+    for (drug_class, code, ident), (wheres, display) in found.items():
+        name = f"{ident} {' / '.join(sorted(titles[ident]))}"
+        add(drug_class, RXNORM, code, Source(f"{name} ({'; '.join(sorted(wheres))})", keys[ident]), display)
     for tree in atc:
         for source, code, name in atc_codes(tree):
             # Single-ingredient ATC codes only: a combination code's folder name is often truncated.
@@ -396,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
             "  --vsac cqframework/ecqm-content-r4-2021=PATH      0be9c6864640478209add3b5c99178291986a0e0\n"
             "  --vsac cqframework/ecqm-content-r4=PATH           04f5c4919ee8a56e24484c3269f74d47b03e3d75\n"
             "  --vsac cqframework/ecqm-content-qicore-2024=PATH  9ebd48ffebf2ed2489f3904cc8393ebf8979bfc9\n"
+            "  --vsac cqframework/ecqm-content-qicore-2022=PATH  66154a37228290a0da13a08f08caf7778cdc74dd\n"
+            "  --vsac cqframework/ecqm-content-qicore-2023=PATH  df021518fe507ea2bcd79b2f3c05ed7eb69ff058\n"
             "  --vsac cqframework/ecqm-content-qicore-2025=PATH  db5a7e143304b19b70cbf6a89e5ebeab9e40df61\n"
+            "  --vsac cqframework/ecqm-content-cms-2025=PATH     d80fd0ae5cae13780a0132c10192e2613cebb559\n"
             "  --vsac cqframework/opioid-cds-r4=PATH             b29bdcbf6db6f3de26486dbc3820572ee9a78b89\n"
             "  --atc digital-biosystems/Pharmacolibrary=PATH     e46b97f5b43bf936d5ac575b281aba0913a9d679\n"
             "Read: each repository's ValueSet JSON under */vocabulary/valueset/ (VSAC expansions, US Core\n"
