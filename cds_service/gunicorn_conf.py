@@ -113,7 +113,9 @@ class JsonLogger(Logger):
 bind = [_bind_address()]
 workers = _int_env("CDS_WORKERS", 2)
 threads = _int_env("CDS_THREADS", 4)
-worker_class = "gthread"
+# gunicorn's threaded worker ("gthread"), whose own error responses (a request it cannot parse, header
+# fields too large) are JSON OperationOutcomes with the security headers instead of HTML pages.
+worker_class = "cds_service.gunicorn_worker.JsonErrorWorker"
 timeout = _int_env("CDS_WORKER_TIMEOUT", 30)
 graceful_timeout = _int_env("CDS_GRACEFUL_TIMEOUT", 20)
 keepalive = _int_env("CDS_KEEPALIVE", 5)
