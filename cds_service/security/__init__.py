@@ -37,8 +37,9 @@ log = logging.getLogger("cds_service.security")
 
 PROTECTED_PREFIXES = ("/cds-services", "/admin")
 AUTH_OFF_WARNING = (
-    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and choose "
-    "the FHIR server. Use only on a developer machine, never with real patient data."
+    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and name a "
+    "loopback FHIR server (or one in CDS_FHIR_SERVER_ALLOWLIST). Use only on a developer machine, never "
+    "with real patient data."
 )
 
 

@@ -35,9 +35,13 @@ SECURITY_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    tmp_path: Path = tmp_path_factory.mktemp("serve-errors")
-    with served(tmp_path, CDS_MAX_BODY_BYTES=str(MAX_BODY)) as (url, _):
+def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve-errors")
+
+
+@pytest.fixture(scope="module")
+def address(serve_dir: Path) -> Iterator[tuple[str, int]]:
+    with served(serve_dir, CDS_MAX_BODY_BYTES=str(MAX_BODY)) as (url, _):
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -80,12 +84,15 @@ def test_too_many_header_fields_get_431_as_json(address):
     assert "at most 100 fields" in _assert_json_with_security_headers(headers, body)["diagnostics"]
 
 
-def test_a_malformed_request_line_gets_400_as_json_without_echoing_it(address):
-    status, headers, body = _raw_exchange(address, b"NOT AN HTTP REQUEST secret-token-xyz\r\n\r\n")
+def test_a_malformed_request_line_gets_400_as_json_without_echoing_or_logging_it(address, serve_dir):
+    status, headers, body = _raw_exchange(address, b"GET /x?patient=secret-id-xyz HTTP/1.1 junk\r\n\r\n")
     assert status == 400
     issue = _assert_json_with_security_headers(headers, body)
     assert issue["code"] == "invalid"
-    assert b"secret-token-xyz" not in body
+    assert b"secret-id-xyz" not in body
+    log = (serve_dir / "serve.log").read_text()
+    assert "Invalid request from ip=127.0.0.1: Invalid HTTP Version (request text not logged)" in log
+    assert "secret-id-xyz" not in log
 
 
 def test_an_overlong_request_line_gets_414_as_json(address):
