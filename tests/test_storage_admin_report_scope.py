@@ -31,6 +31,7 @@ from cds_service.security.config import load_trusted_clients
 
 ISS_A, ISS_B, ISS_ADMIN = "https://ehr-a.example.org", "https://ehr-b.example.org", "https://pharmacy.example"
 TENANT_A = "hospital-a"
+pytest_plugins = ["conftest_postgres"]
 _MINUTES = itertools.count()
 
 
@@ -40,7 +41,7 @@ def keys() -> dict[str, KeyPair]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, keys: dict[str, KeyPair]) -> Iterator[Flask]:
+def app(tmp_path: Path, database_url: str, keys: dict[str, KeyPair]) -> Iterator[Flask]:
     entries = [
         client_entry(ISS_A, jwks=jwks_of(keys[ISS_A]), tenants=[TENANT_A]),
         client_entry(ISS_B, jwks=jwks_of(keys[ISS_B])),
@@ -49,6 +50,7 @@ def app(tmp_path: Path, keys: dict[str, KeyPair]) -> Iterator[Flask]:
     path = write_trusted_clients(tmp_path, entries, fmt="json")
     env = {
         "CDS_DATA_DIR": str(tmp_path / "data"),
+        "CDS_DATABASE_URL": database_url,
         "CDS_TRUSTED_CLIENTS": str(path),
         "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
         "CDS_ADMIN_ENABLED": "true",
