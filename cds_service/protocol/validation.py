@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.config import Settings
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.protocol.errors import CdsError, InvalidRequest
 from cds_service.protocol.raw_json import is_json_object
@@ -71,7 +72,7 @@ def _type_name(kind: type) -> str:
     return {str: "string", dict: "JSON object", list: "JSON array", int: "integer"}.get(kind, kind.__name__)
 
 
-DEFAULT_MAX_DRAFT_ORDERS = 200
+DEFAULT_MAX_DRAFT_ORDERS = Settings.max_draft_orders  # for callers without settings (offline evaluate)
 
 
 def _check_count(items: list[Any], limit: int, path: str, what: str) -> None:
