@@ -84,6 +84,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64
+    max_draft_orders: int = 200
     fhir_connect_timeout: float = 2.0
     fhir_read_timeout: float = 4.0
     fhir_deadline: float = 6.0
@@ -108,6 +109,7 @@ class Settings:
             cors_origins=env_list(env, "CDS_CORS_ORIGINS"),
             max_body_bytes=env_int(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
             max_json_depth=env_int(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8),
+            max_draft_orders=env_int(env, "CDS_MAX_DRAFT_ORDERS", 200, minimum=1),
             fhir_connect_timeout=env_number(env, "CDS_FHIR_CONNECT_TIMEOUT", 2.0, minimum=0.1),
             fhir_read_timeout=env_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
             fhir_deadline=env_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),

@@ -45,9 +45,14 @@ def discovery() -> Response:
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    body = read_hook_request(runtime().settings.max_json_depth)
-    call = validate_call(body, service)
+    settings = runtime().settings
+    body = read_hook_request(settings.max_json_depth)
+    call = validate_call(body, service, max_draft_orders=settings.max_draft_orders)
     g.cds_log = {"service": service.id, "hook": service.hook.hook, "hookInstance": call.hook_instance}
+    if call.fhir_server is not None:
+        # Judged on every call, whatever the drug and the prefetch: a client misconfigured with a server
+        # it may not name hears so at its first call, not at the rare order that needs a fetch.
+        authorize_fhir_server(call.fhir_server)
     rt = runtime()
 
     def fetch(hook_call: HookCall) -> ResolvedData:

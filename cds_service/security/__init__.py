@@ -5,8 +5,8 @@ Interface used by the app factory and the protocol layer:
   ``/cds-services*`` and ``/admin*`` (not OPTIONS preflights), put the caller on ``flask.g.cds_client``
   (a ``CdsClient`` with ``iss``, ``tenant`` and ``fhir_servers``, or None when auth is off), and add
   security headers to every response. Raises ``ConfigError`` when the configuration is unusable.
-- ``authorize_fhir_server(fhir_server)``: called before any outbound FHIR request; raises ``CdsError(403)``
-  when the calling client may not send that server.
+- ``authorize_fhir_server(fhir_server)``: called on every hook call that names a ``fhirServer`` (and again
+  before any outbound FHIR request); raises ``CdsError(403)`` when the calling client may not send it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ log = logging.getLogger("cds_service.security")
 
 PROTECTED_PREFIXES = ("/cds-services", "/admin")
 AUTH_OFF_WARNING = (
-    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and choose "
-    "the FHIR server. Use only on a developer machine, never with real patient data."
+    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and name a "
+    "loopback FHIR server (or one in CDS_FHIR_SERVER_ALLOWLIST). Use only on a developer machine, never "
+    "with real patient data."
 )
 
 
@@ -130,11 +131,12 @@ def authorize_fhir_server(fhir_server: str) -> None:
     if state is None:  # fail closed if the app was built without security
         raise CdsError(403, "fhirServer cannot be checked: security is not installed")
     client: CdsClient | None = g.get("cds_client")
-    if state.verifier is not None:
-        allowed: tuple[str, ...] | None = client.fhir_servers if client else ()
-    else:
-        allowed = state.settings.fhir_allowlist or None
-    problem = fhir_server_problem(fhir_server, allowed, allow_http=state.settings.allow_http_fhir)
+    auth_off = state.verifier is None  # then loopback (a developer's machine) and CDS_FHIR_SERVER_ALLOWLIST
+    client_servers = client.fhir_servers if client else ()
+    allowed = state.settings.fhir_allowlist if auth_off else client_servers
+    problem = fhir_server_problem(
+        fhir_server, allowed, allow_http=state.settings.allow_http_fhir, allow_loopback=auth_off
+    )
     if problem:
         log.warning("fhirServer refused: %s iss=%s", problem, printable(client.iss if client else None))
         raise CdsError(403, problem, expression=["fhirServer"])
