@@ -31,3 +31,7 @@ FHIR_QUERY_LATENCY = Histogram(
 )
 JWT_FAILURES = Counter("cds_jwt_failures_total", "Rejected client JWTs, by failed check", ["reason"])
 AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Audit/feedback writes that failed")
+JWT_REPLAY_FALLBACK = Counter(
+    "cds_jwt_replay_fallback_total",
+    "JWT replay checks made in the process-local cache because the replay database was unreachable",
+)
