@@ -91,6 +91,9 @@ jwt_replay = Table(
     Column("expires_at", Float, nullable=False, index=True),
 )
 
+# Built once: on the hot path SQLAlchemy then reuses the compiled statement.
+_INSERT = insert(jwt_replay)
+
 # A replay check waits at most about this long for the database before using the local cache.
 DB_TIMEOUT_SECONDS = 1.0
 # After a failure the database is tried again only after this pause, so an outage costs one slow check
@@ -137,19 +140,30 @@ class DatabaseReplayCache:
         now = self._clock()
         try:
             self._maybe_purge(now)
-            with self._engine.begin() as conn:
-                # An expired row for the same key may linger until the next purge: drop it first.
-                conn.execute(
-                    delete(jwt_replay).where(jwt_replay.c.key == key, jwt_replay.c.expires_at <= now)
-                )
-                conn.execute(insert(jwt_replay).values(key=key, expires_at=expires_at))
-        except IntegrityError:
-            self._recovered()
-            return False
+            fresh = self._insert(key, expires_at, now)
         except SQLAlchemyError as exc:
             return self._fall_back(iss, jti, expires_at, exc)
         self._recovered()
-        return True
+        return fresh
+
+    def _insert(self, key: str, expires_at: float, now: float) -> bool:
+        """One INSERT (one short transaction) on the usual path; its primary key decides a replay."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_INSERT, {"key": key, "expires_at": expires_at})
+            return True
+        except IntegrityError:
+            pass
+        # Seen before, or an expired row lingering until the next purge: that one may be replaced.
+        try:
+            with self._engine.begin() as conn:
+                expired = delete(jwt_replay).where(jwt_replay.c.key == key, jwt_replay.c.expires_at <= now)
+                if not conn.execute(expired).rowcount:
+                    return False
+                conn.execute(_INSERT, {"key": key, "expires_at": expires_at})
+            return True
+        except IntegrityError:  # another process replaced it first
+            return False
 
     def status(self) -> dict[str, Any]:
         since = self._degraded_since
