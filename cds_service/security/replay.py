@@ -22,11 +22,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Float, MetaData, String, Table, create_engine, delete, event, insert
+from sqlalchemy import create_engine, delete, event, insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cds_service.config import ConfigError
+from cds_service.storage.models import JwtReplay
 
 log = logging.getLogger("cds_service.security.replay")
 
@@ -81,15 +82,9 @@ class MemoryReplayCache:
         return {"mode": "memory", "degraded": False}
 
 
-# Created by migration 0002 (cds_service/storage/migrations); defined here for the queries only. The key
-# is a hash of (iss, jti): a fixed-length primary key whatever the client puts in jti.
-_metadata = MetaData()
-jwt_replay = Table(
-    "jwt_replay",
-    _metadata,
-    Column("key", String(64), primary_key=True),
-    Column("expires_at", Float, nullable=False, index=True),
-)
+# The table is one of the audit store's models, created by migration 0002. Its key is a hash of
+# (iss, jti): a fixed-length primary key whatever the client puts in jti.
+jwt_replay = JwtReplay.__table__
 
 # Built once: on the hot path SQLAlchemy then reuses the compiled statement.
 _INSERT = insert(jwt_replay)
