@@ -219,6 +219,30 @@ def test_the_work_of_an_order_is_bounded_by_lines_times_characters(work: Work) -
     assert work.chars <= 20 * 40 * (2 * 1000 + 3)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(adversarial_text, adversarial_text), min_size=1, max_size=8), st.integers(1, 6))
+def test_the_work_of_any_order_is_bounded_by_the_line_bound(lines: list[tuple[str, str]], bound: int) -> None:
+    counted = Work()
+    originals = _patterns()
+    request = {
+        "resourceType": "MedicationRequest",
+        "dosageInstruction": [{"text": a, "patientInstruction": b} for a, b in lines],
+    }
+    try:
+        for name, pattern in originals.items():
+            setattr(text_reader, name, CountingPattern(name, pattern, counted))
+        result = compute_dose(request, max_lines=bound, max_text_chars=300)
+    finally:
+        for name, pattern in originals.items():
+            setattr(text_reader, name, pattern)
+    if len(lines) > bound:
+        assert result.reason == "too-many-dosage-lines" and counted.calls == 0
+    read_lines = min(len(lines), bound)
+    assert counted.calls <= 40 * read_lines
+    assert counted.chars <= 40 * read_lines * (2 * 300 + 3) + 40 * read_lines
+    assert not counted.not_canonical
+
+
 def test_many_product_codings_are_read_only_up_to_the_bound() -> None:
     request = order(1, "1 tablet tid")
     request["medicationCodeableConcept"]["coding"] = [{"display": "10 mg/" + " " * 50_000 + "x"}] * 20
