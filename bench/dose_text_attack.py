@@ -3,8 +3,8 @@
     .venv/bin/python bench/dose_text_attack.py
 
 Each order has N dosage lines whose text and patientInstruction are a dose ("10 mg tid") followed by
-~2,000 crafted characters. The per-order line bound is lifted here (when the code has one) so the growth
-with N shows; the service stops at CDS_DOSE_MAX_LINES (20). CPU time, one run each: a rough figure.
+~2,000 crafted characters. First with the default bounds (what the service does), then with the per-order
+bounds lifted (when the code has them) so the growth with N shows. CPU time, one run each: rough figures.
 """
 
 from __future__ import annotations
@@ -24,15 +24,23 @@ SHAPES = {
 
 
 def main() -> None:
-    bounded = "max_lines" in compute_dose.__code__.co_varnames
-    for lines in (20, 100, 400):
-        for name, filler in SHAPES.items():
-            dosage = {"text": "10 mg tid " + filler, "patientInstruction": filler}
-            order = {"resourceType": "MedicationRequest", "dosageInstruction": [dosage] * lines}
-            start = time.process_time()
-            result = compute_dose(order, max_lines=10**6) if bounded else compute_dose(order)  # type: ignore[call-arg]
-            cpu = time.process_time() - start
-            print(f"lines={lines:4d} {name:14s} cpu={cpu * 1000:9.1f} ms ok={result.ok}", flush=True)
+    params = compute_dose.__code__.co_varnames
+    lifted = {k: 10**9 for k in ("max_lines", "max_order_chars") if k in params}
+    for label, kwargs in (("default bounds", {}), ("order bounds lifted", lifted)):
+        if label != "default bounds" and not lifted:
+            continue
+        for lines in (20, 100, 400):
+            for name, filler in SHAPES.items():
+                dosage = {"text": "10 mg tid " + filler, "patientInstruction": filler}
+                order = {"resourceType": "MedicationRequest", "dosageInstruction": [dosage] * lines}
+                start = time.process_time()
+                result = compute_dose(order, **kwargs)  # type: ignore[arg-type]
+                cpu = time.process_time() - start
+                print(
+                    f"{label:19s} lines={lines:4d} {name:14s} cpu={cpu * 1000:9.1f} ms "
+                    f"ok={result.ok} reason={result.reason}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def test_an_order_with_more_dosage_lines_than_the_bound_is_unverifiable(work: Wo
 
 def test_the_work_of_an_order_is_bounded_by_lines_times_characters(work: Work) -> None:
     text = "10 mg tid 1 x every 6 hours 1.1 1 1/2 " * 300  # ~11,000 characters a text
-    result = compute_dose(order(20, text), max_lines=20, max_text_chars=1000)
+    result = compute_dose(order(20, text), max_lines=20, max_text_chars=1000, max_order_chars=10**6)
     assert result.ok
     # One reading per line of (text + patientInstruction), each cut to 1000 characters.
     assert work.calls <= 20 * 40
@@ -243,6 +243,16 @@ def test_the_work_of_any_order_is_bounded_by_the_line_bound(lines: list[tuple[st
     assert not counted.not_canonical
 
 
+def test_the_text_of_an_order_is_read_only_up_to_its_budget(work: Work) -> None:
+    text = "10 mg tid 1 x every 6 hours 1.1 1 1/2 " * 300
+    result = compute_dose(order(20, text), max_lines=20, max_text_chars=1000, max_order_chars=5000)
+    assert not result.ok and result.reason == "too-much-dose-text"
+    assert "5000 characters" in (result.reason_text or "")
+    # Two lines of 2 x 1000 characters fit; the third would pass the budget and is not read.
+    assert work.chars <= 2 * 40 * (2 * 1000 + 3)
+    assert compute_dose(order(2, text), max_text_chars=1000, max_order_chars=5000).ok
+
+
 def test_many_product_codings_are_read_only_up_to_the_bound() -> None:
     request = order(1, "1 tablet tid")
     request["medicationCodeableConcept"]["coding"] = [{"display": "10 mg/" + " " * 50_000 + "x"}] * 20
@@ -269,3 +279,16 @@ def test_too_many_dosage_lines_gives_a_dose_unverifiable_card_naming_the_bound(c
     cards = response.get_json()["cards"]
     assert [card["source"]["topic"]["code"] for card in cards] == ["dose-unverifiable"]
     assert "6 dosage instructions" in cards[0]["detail"] and "at most 5" in cards[0]["detail"]
+
+
+def test_too_much_dose_text_gives_a_dose_unverifiable_card(client: Any) -> None:
+    path = ROOT / "fixtures" / "requests" / "clean-adult-new-start.json"
+    request = copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
+    crafted = "10 mg three times daily " + "1 " * 600
+    draft = request["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["dosageInstruction"] = [{"text": crafted, "patientInstruction": crafted, "sequence": 1}] * 3
+    response = client.post(SIGN, json=request)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    cards = response.get_json()["cards"]
+    assert [card["source"]["topic"]["code"] for card in cards] == ["dose-unverifiable"]
+    assert "longer than the 5000 characters" in cards[0]["detail"]

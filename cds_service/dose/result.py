@@ -20,6 +20,7 @@ REASONS: dict[str, str] = {
     ),
     "invalid-value": "A number in the dosage is missing, not a number, zero or negative.",
     "too-many-dosage-lines": "The order has more dosage instructions than this service reads.",
+    "too-much-dose-text": "The order's dosage texts are longer than this service reads for one order.",
     "internal-error": "The dose could not be worked out because of an unexpected problem in this service.",
 }
 

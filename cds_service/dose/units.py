@@ -111,6 +111,8 @@ _STRENGTH_TEXT = re.compile(
     r"(?:\s*(?:/|per|in)\s*(?:(\d+(?:\.\d+)?)\s*)?(ml|milliliters?|millilitres?)(?![\w]))?",
     re.IGNORECASE,
 )
+# Product names read for a strength (code text, coding displays, reference display): a handful in practice.
+_MAX_PRODUCT_TEXTS = 10
 _AMIFAMPRIDINE = re.compile(r"amifampridine|diaminopyridine|3,4-dap|firdapse|ruzurgi", re.IGNORECASE)
 
 
@@ -246,13 +248,13 @@ def product_strength(
 ) -> ProductStrength:
     """Strengths by precedence: Medication ingredient ratio > strength in a product name > none.
 
-    Only the first ``max_chars`` of each product name are read, with whitespace runs folded, so the
+    Only the first ``max_chars`` of the first few product names are read, with whitespace runs folded, so the
     scan is linear (the pattern's ``\\s*`` then never meets a long run).
     """
     found: list[Strength] = []
     if medication is not None:
         found += _ingredient_strengths(medication)
-    for text in _product_texts(request, medication):
+    for text in _product_texts(request, medication)[:_MAX_PRODUCT_TEXTS]:
         found += _strengths_in_text(_SPACES.sub(" ", text[:max_chars]))
     per_unit = next((s for s in found if not s.per_ml), None)
     per_ml = next((s for s in found if s.per_ml), None)

@@ -153,6 +153,7 @@ def dose_of(ctx: RuleContext, order: Order) -> DoseResult:
             medication=order.facts.medication,
             max_lines=ctx.options.dose_max_lines,
             max_text_chars=ctx.options.dose_text_max_chars,
+            max_order_chars=ctx.options.dose_order_text_max_chars,
         ),
     )
 
