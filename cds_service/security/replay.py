@@ -129,7 +129,7 @@ class DatabaseReplayCache:
         return cls(replay_engine(url), **kwargs)
 
     def check_and_store(self, iss: str, jti: str, expires_at: float) -> bool:
-        if self._degraded_since is not None and self._monotonic() < self._retry_at:
+        if self._degraded_since is not None and not self._claim_probe():
             return self._fall_back(iss, jti, expires_at, None)
         key = _key(iss, jti)
         now = self._clock()
@@ -159,6 +159,15 @@ class DatabaseReplayCache:
             return True
         except IntegrityError:  # another process replaced it first
             return False
+
+    def _claim_probe(self) -> bool:
+        """While degraded, one check per pause tries the database again; the others answer locally."""
+        now = self._monotonic()
+        with self._lock:
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self._retry_after
+            return True
 
     def status(self) -> dict[str, Any]:
         since = self._degraded_since
