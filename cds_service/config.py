@@ -95,6 +95,10 @@ class Settings:
     request_threads: int = 4
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
+    # Bounds on the dose-text reader's work per order (issue 15): dosage lines read, characters per text.
+    dose_max_lines: int = 20
+    dose_text_max_chars: int = 1000
+    dose_order_text_max_chars: int = 5000
     preview_enabled: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -121,6 +125,9 @@ class Settings:
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
+            dose_max_lines=env_int(env, "CDS_DOSE_MAX_LINES", 20, minimum=1),
+            dose_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS", 1000, minimum=100),
+            dose_order_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER", 5000, minimum=100),
             preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
             env=env,
         )

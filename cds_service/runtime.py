@@ -49,5 +49,8 @@ class Runtime:
             options=Options(
                 weight_max_age_days=settings.weight_max_age_days,
                 dose_caps_version=settings.dose_caps_version,
+                dose_max_lines=settings.dose_max_lines,
+                dose_text_max_chars=settings.dose_text_max_chars,
+                dose_order_text_max_chars=settings.dose_order_text_max_chars,
             ),
         )

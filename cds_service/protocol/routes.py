@@ -20,7 +20,7 @@ from cds_service.protocol.prefetch import ResolvedData, resolve
 from cds_service.protocol.services import SERVICES, ServiceDefinition
 from cds_service.protocol.validation import HookCall, validate_call, validate_feedback
 from cds_service.runtime import Runtime
-from cds_service.security import authorize_fhir_server
+from cds_service.security import authorize_fhir_server, replay_cache_status
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("cds_hooks", __name__)
@@ -113,6 +113,9 @@ def readyz() -> Response:
     warning = current_app.extensions.get("cds.auth_warning")
     if warning:
         body["warnings"] = [warning]
+    replay = replay_cache_status()  # degraded: replay checks per process while the database is down
+    if replay is not None:
+        body["replayCache"] = replay
     return jsonify(body)
 
 

@@ -49,6 +49,9 @@ class Options:
 
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
+    dose_max_lines: int = 20  # CDS_DOSE_MAX_LINES
+    dose_text_max_chars: int = 1000  # CDS_DOSE_TEXT_MAX_CHARS
+    dose_order_text_max_chars: int = 5000  # CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER
 
 
 @dataclass

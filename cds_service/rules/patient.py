@@ -147,7 +147,14 @@ def band_for(ctx: RuleContext, order: Order) -> Band:
 
 def dose_of(ctx: RuleContext, order: Order) -> DoseResult:
     return ctx.memo(
-        ("dose", id(order)), lambda: compute_dose(order.resource, medication=order.facts.medication)
+        ("dose", id(order)),
+        lambda: compute_dose(
+            order.resource,
+            medication=order.facts.medication,
+            max_lines=ctx.options.dose_max_lines,
+            max_text_chars=ctx.options.dose_text_max_chars,
+            max_order_chars=ctx.options.dose_order_text_max_chars,
+        ),
     )
 
 

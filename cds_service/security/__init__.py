@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
@@ -24,6 +25,7 @@ from cds_service.security.headers import add_security_headers
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_verifier import AuthError, CdsClient, JwtVerifier, printable
 from cds_service.security.replay import make_replay_cache
+from cds_service.storage.config import StorageConfig
 
 __all__ = [
     "AUTH_OFF_WARNING",
@@ -31,6 +33,7 @@ __all__ = [
     "SecurityState",
     "authorize_fhir_server",
     "install_security",
+    "replay_cache_status",
 ]
 
 log = logging.getLogger("cds_service.security")
@@ -70,7 +73,10 @@ def install_security(app: Flask, settings: Settings) -> None:
                 cache_seconds=sec.jwks_cache_seconds,
                 refresh_interval=sec.jwks_refresh_interval,
             ),
-            replay_cache=make_replay_cache(sec.replay_cache, sec.database_url),
+            # The database the audit store uses (its SQLite default included): shared by every worker.
+            replay_cache=make_replay_cache(
+                sec.replay_cache, StorageConfig.from_env(settings.env).database_url
+            ),
             algorithms=sec.algorithms,
             leeway=sec.leeway,
             max_lifetime=sec.max_token_lifetime,
@@ -87,6 +93,12 @@ def install_security(app: Flask, settings: Settings) -> None:
     app.extensions["cds.security"] = SecurityState(settings=sec, verifier=verifier, clients=clients)
     app.before_request(_authenticate)
     app.after_request(_add_headers)
+
+
+def replay_cache_status() -> dict[str, Any] | None:
+    """For ``/readyz``: where seen ``jti``s are kept and whether that store is degraded (None: auth off)."""
+    state: SecurityState | None = current_app.extensions.get("cds.security")
+    return state.verifier.replay.status() if state is not None and state.verifier is not None else None
 
 
 def _authenticate() -> Response | None:
