@@ -31,6 +31,8 @@ from cds_service.outbound import BoundedClient, ByteBudget, OutboundError
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
+# How long a call waits, past its deadline, for queries whose sockets the watchdog has just shut.
+_GRACE = 0.5
 
 
 class FetchError(Exception):
@@ -127,6 +129,9 @@ class FhirClient:
             for key, query in queries.items()
         }
         wait(futures.values(), timeout=max(0.0, call.deadline - time.monotonic()))
+        # At the deadline the watchdog shut the sockets of the queries still running: they end within
+        # moments, and waiting for that leaves no work of this call behind (threads, per-origin slots).
+        wait(futures.values(), timeout=_GRACE)
         results: dict[str, FetchResult] = {}
         for key, future in futures.items():
             if not future.done():
