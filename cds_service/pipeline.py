@@ -149,8 +149,8 @@ def _unidentified_notes(drafts: Sequence[Order], data: ResolvedData) -> list[tup
     return [
         (
             "engine",
-            f"{order.reference}: its drug could not be identified ({order.facts.unresolved}: "
-            f"{data.unresolved.get(order.facts.unresolved or '', 'not in the request')})",
+            f"{order.reference}: its drug could not be identified ({order.facts.unresolved} "
+            f"{data.unresolved.get(order.facts.unresolved or '', 'is not in the request')})",
         )
         for order in drafts
         if order.facts.unresolved and not order.classes

@@ -242,7 +242,9 @@ def test_without_a_server_the_unidentified_current_order_is_named_in_the_card_an
     assert "the drug ordered in MedicationRequest/mr-x" in unavailable[0]["summary"]
     assert "no fhirServer was given" in unavailable[0]["detail"]
     current = {o["ref"]: o for o in result["explain"]["currentOrders"]}
-    assert current["MedicationRequest/mr-x"]["unidentified"].startswith("Medication/med-x: ")
+    assert current["MedicationRequest/mr-x"]["unidentified"] == (
+        "Medication/med-x is not in the request and no fhirServer was given"
+    )
     rule = next(r for r in result["explain"]["rules"] if r["rule"] == "unidentified-medication")
     assert rule["status"] == "fired: data-unavailable"
 

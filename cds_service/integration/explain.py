@@ -79,8 +79,8 @@ def describe_resource(resource: Mapping[str, Any]) -> dict[str, Any]:
 def _order(order: Order, unresolved: Mapping[str, str] | None = None) -> dict[str, Any]:
     item = {"ref": order.reference, "name": order.name, "classes": sorted(order.classes)}
     if order.facts.unresolved and not order.classes:  # named, so a reader knows the drug was not checked
-        why = (unresolved or {}).get(order.facts.unresolved, "it is not in the request")
-        item["unidentified"] = f"{order.facts.unresolved}: {why}"
+        why = (unresolved or {}).get(order.facts.unresolved, "is not in the request")
+        item["unidentified"] = f"{order.facts.unresolved} {why}"
     return item
 
 

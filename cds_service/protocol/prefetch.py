@@ -45,7 +45,7 @@ class ResolvedData:
     fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
     # Medications that orders reference, fetched by id ("Medication/x" -> resource) ...
     medications: dict[str, Any] = field(default_factory=dict)
-    # ... and those that could not be had ("Medication/x" -> why), for --explain and the cards.
+    # ... and those that could not be had ("Medication/x" -> why, to follow the reference in a sentence).
     unresolved: dict[str, str] = field(default_factory=dict)
 
 
@@ -180,9 +180,9 @@ def medication_references(call: HookCall, medications_value: Any) -> dict[str, s
 def _unfetchable(key: str, ref: str, fhir_server: str) -> str | None:
     kind, _, ident = key.partition("/")
     if kind != "Medication" or not FHIR_ID.fullmatch(ident):
-        return "the reference does not name a Medication by a valid id"
+        return "does not name a Medication by a valid id"
     if "://" in ref and not ref.startswith(fhir_server.rstrip("/") + "/Medication/"):
-        return "the reference points outside the FHIR server (the token goes to fhirServer only)"
+        return "points outside the FHIR server (the token goes to fhirServer only)"
     return None
 
 
@@ -197,13 +197,13 @@ def _fetch_medications(
     if not wanted:
         return
     if call.fhir_server is None:
-        data.unresolved.update(dict.fromkeys(wanted, "it is not in the request and no fhirServer was given"))
+        data.unresolved.update(dict.fromkeys(wanted, "is not in the request and no fhirServer was given"))
         return
     ids: dict[str, str] = {}
     for key, ref in sorted(wanted.items()):
         problem = _unfetchable(key, ref, call.fhir_server)
         if problem is None and len(ids) >= MAX_MEDICATION_IDS:
-            problem = f"more than {MAX_MEDICATION_IDS} Medications are referenced; the rest are not fetched"
+            problem = f"was not fetched: more than {MAX_MEDICATION_IDS} Medications are referenced"
         if problem is None:
             ids[key] = key.partition("/")[2]
         else:
@@ -216,7 +216,7 @@ def _fetch_medications(
         call.fhir_server, {MEDICATION_REFERENCES: query}, call.access_token, limits or client.start_call()
     )[MEDICATION_REFERENCES]
     if result.error is not None:
-        data.unresolved.update(dict.fromkeys(ids, f"it could not be fetched: {result.error}"))
+        data.unresolved.update(dict.fromkeys(ids, f"could not be fetched: {result.error}"))
         return
     found = {
         f"Medication/{r.get('id')}": r
@@ -225,7 +225,7 @@ def _fetch_medications(
     }
     for key in ids:
         if key not in found:
-            data.unresolved[key] = "the FHIR server returned no Medication with that id"
+            data.unresolved[key] = "is not on the FHIR server"
     if found:
         data.medications.update(found)
         data.values[MEDICATION_REFERENCES] = {

@@ -23,8 +23,8 @@ CHECKS = (
 
 def _why(ctx: RuleContext, order: Order) -> str:
     reference = order.facts.unresolved or ""
-    reason = ctx.record.unresolved_medications.get(reference, "it is not in the request")
-    return f"{reference} of {order.reference}: {reason}"
+    reason = ctx.record.unresolved_medications.get(reference, "is not in the request")
+    return f"{reference} {reason}"
 
 
 def unidentified_medication(ctx: RuleContext) -> list[Finding]:
