@@ -89,7 +89,7 @@ class Settings:
     fhir_max_response_bytes: int = 20 * 1024 * 1024
     fhir_max_workers: int = 8
     # Bytes read from FHIR servers for one hook call, every query and page together.
-    fhir_max_call_bytes: int = 32 * 1024 * 1024
+    fhir_max_call_bytes: int = 16 * 1024 * 1024
     # Fallback queries in flight to one FHIR server (0: CDS_FHIR_MAX_WORKERS x CDS_THREADS).
     fhir_max_per_origin: int = 0
     # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
@@ -116,7 +116,7 @@ class Settings:
                 env, "CDS_FHIR_MAX_RESPONSE_BYTES", 20 * 1024 * 1024, minimum=1024
             ),
             fhir_max_workers=env_int(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1),
-            fhir_max_call_bytes=env_int(env, "CDS_FHIR_MAX_CALL_BYTES", 32 * 1024 * 1024, minimum=1024),
+            fhir_max_call_bytes=env_int(env, "CDS_FHIR_MAX_CALL_BYTES", 16 * 1024 * 1024, minimum=1024),
             fhir_max_per_origin=env_int(env, "CDS_FHIR_MAX_PER_ORIGIN", 0, minimum=0),
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),

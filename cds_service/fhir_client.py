@@ -52,7 +52,7 @@ class ClientSettings:
     deadline: float = 6.0  # one hook call's outbound work, every query and page included
     max_pages: int = 20
     max_response_bytes: int = 20 * 1024 * 1024  # one answer (one page), after any gzip decoding
-    max_call_bytes: int = 32 * 1024 * 1024  # every answer of one hook call together
+    max_call_bytes: int = 16 * 1024 * 1024  # every answer of one hook call together (caps a page too)
     max_workers: int = 8  # pool threads for each hook call in flight (a call makes up to 7 queries)
     # Hook calls a process serves at once (gunicorn's threads, CDS_THREADS). The shared pool holds
     # max_workers threads for each, so concurrent calls do not queue behind each other's queries:
