@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,8 +19,11 @@ TRICKLE = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: y\r\n" * 10_000
 
 
 class StuckServer:
-    def __init__(self, *, trickle: bool = True, interval: float = 1.0) -> None:
+    def __init__(
+        self, *, trickle: bool = True, interval: float = 1.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.trickle = trickle
+        self.tls = tls  # complete a TLS handshake first, then trickle inside it
         self.interval = interval
         self.accepted = 0
         self.closed_by_client = 0
@@ -59,6 +63,12 @@ class StuckServer:
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(self.interval)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         with conn:
             for byte in TRICKLE:
                 if self.stop.is_set():
@@ -69,7 +79,7 @@ class StuckServer:
                     # A closed peer reads as EOF; a shut-down one as EOF or a reset.
                     if conn.recv(1) == b"":
                         break
-                except TimeoutError:
+                except (TimeoutError, ssl.SSLWantReadError):
                     continue
                 except OSError:
                     break

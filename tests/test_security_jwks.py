@@ -276,15 +276,21 @@ def test_config_refuses_http_key_set_urls(tmp_path):
 # --- isolation: a stuck key-set endpoint holds no lock and only its own requests ----------------------
 
 
-def test_a_stuck_key_set_endpoint_does_not_stall_another_clients_key_set(https_jwks):
+@pytest.mark.parametrize("trickle", [True, False], ids=["trickling-status-line", "silent-handshake"])
+def test_a_stuck_key_set_endpoint_does_not_stall_another_clients_key_set(https_jwks, tmp_path, trickle):
     from stuck_servers import StuckServer
 
     server, session = https_jwks
     key = make_keypair("ES384")
     server.jwks = jwks_of(key)
-    cache = JwksCache(session=session, timeout=2.0)  # the deadline of one fetch
-    with StuckServer(trickle=False) as stuck:
-        stuck_url = f"https://127.0.0.1:{stuck.port}/jwks.json"  # accepts, never completes the handshake
+    # Each wait may take 2 s; the stuck endpoint sends a byte a second, so only the deadline ends it.
+    cache = JwksCache(session=session, timeout=2.0)
+    tls = None
+    if trickle:  # a completed handshake, then the status line and headers a byte a second
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")  # the https_jwks certificate
+    with StuckServer(trickle=trickle, tls=tls) as stuck:
+        stuck_url = f"https://127.0.0.1:{stuck.port}/jwks.json"
         answers: dict[str, object] = {}
         first = threading.Thread(target=lambda: answers.update(first=cache.get_key(stuck_url, "k")))
         first.start()
