@@ -134,10 +134,14 @@ def _worth_identifying(call: HookCall, in_question: Sequence[Order]) -> bool:
     """Whether an order in question has a drug that only its referenced Medication could tell: it is
     fetched when there is a fhirServer; without one, an order with no name at all still goes on, so that
     a patient on amifampridine is told the drug could not be identified."""
-    return any(
-        order.facts.unresolved and not order.classes and (call.fhir_server or order.facts.unidentified)
-        for order in in_question
-    )
+    for order in in_question:
+        unresolved = order.facts.unresolved
+        if unresolved is None or order.classes:
+            continue
+        fetchable = call.fhir_server is not None and not unresolved.startswith("#")  # "#x": contained
+        if fetchable or order.facts.unidentified:
+            return True
+    return False
 
 
 def _amifampridine_known(current: Sequence[Order], drafts: Sequence[Order]) -> bool:
