@@ -165,8 +165,9 @@ def medication_references(call: HookCall, medications_value: Any) -> dict[str, s
     that neither the drafts nor the medications prefetch hold (contained ones are never fetched)."""
     known: set[str] = set()
     wanted: dict[str, str] = {}
-    current = [r for r in bundle_resources(medications_value) if r.get("status") in CURRENT_STATUSES]
-    for resource in [*call.draft_orders, *bundle_resources(medications_value)]:
+    record = bundle_resources(medications_value)
+    current = [r for r in record if r.get("status") in CURRENT_STATUSES]
+    for resource in [*call.draft_orders, *record]:
         kind = resource.get("resourceType")
         if kind == "Medication" and isinstance(resource.get("id"), str):
             known.add(f"Medication/{resource['id']}")
