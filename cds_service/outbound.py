@@ -205,21 +205,29 @@ class GuardedAdapter(HTTPAdapter):
 
 
 class OriginLimiter:
-    """At most ``per_origin`` requests in flight to one origin; no waiting for a slot."""
+    """At most ``per_origin`` requests in flight to one origin; no waiting for a slot.
+
+    A counter per origin in flight (a bounded semaphore that forgets an origin once it is idle, so the
+    map holds only the origins being called, whatever hosts requests name)."""
 
     def __init__(self, per_origin: int) -> None:
         self.per_origin = per_origin
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()  # guards the dict only, never held across a request
+        self._in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()  # guards the counts only, never held across a request
 
-    def try_acquire(self, key: str) -> threading.BoundedSemaphore | None:
+    def try_acquire(self, key: str) -> bool:
         with self._lock:
-            slots = self._slots.get(key)
-            if slots is None:
-                if len(self._slots) >= 4096:  # origins come from configuration or allow-lists: few
-                    self._slots = {k: s for k, s in self._slots.items() if s._value < self.per_origin}
-                slots = self._slots[key] = threading.BoundedSemaphore(self.per_origin)
-        return slots if slots.acquire(blocking=False) else None
+            count = self._in_flight.get(key, 0)
+            if count >= self.per_origin:
+                return False
+            self._in_flight[key] = count + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            count = self._in_flight.pop(key, 0) - 1
+            if count > 0:
+                self._in_flight[key] = count
 
 
 # ---------------------------------------------------------------- the GET
@@ -258,8 +266,8 @@ class BoundedClient:
         """
         if deadline - time.monotonic() <= 0:
             raise OutboundError("deadline", "the deadline passed before the request was made")
-        slots = self.limiter.try_acquire(origin(url))
-        if slots is None:
+        slot = origin(url)
+        if not self.limiter.try_acquire(slot):
             raise OutboundError(
                 "busy", f"more than {self.limiter.per_origin} requests in flight to this server"
             )
@@ -279,7 +287,7 @@ class BoundedClient:
             _current.guard = None
             with guard.lock:
                 guard.finished = True
-            slots.release()
+            self.limiter.release(slot)
 
     def _exchange(
         self,

@@ -16,6 +16,7 @@ import pytest
 from stuck_servers import HealthyFhir, StuckServer
 
 from cds_service.fhir_client import ClientSettings, FetchResult, FhirClient
+from cds_service.outbound import OriginLimiter, origin
 
 QUERIES = {"conditions": "Condition?patient=p", "allergies": "AllergyIntolerance?patient=p"}
 
@@ -105,3 +106,17 @@ def test_concurrent_calls_to_two_servers_do_not_share_a_limit(
         fast = callers.submit(client.fetch_all, healthy.base_url, QUERIES, "t")
         assert all(r.error is None for r in fast.result().values())
         assert all(r.error for r in slow.result().values())
+
+
+def test_the_origin_limiter_counts_per_origin_and_forgets_idle_ones() -> None:
+    limiter = OriginLimiter(2)
+    a, b = origin("https://A.example:443/fhir"), origin("https://a.example/other")
+    assert a == b == "https://a.example:443"  # one origin, however the URL spells it
+    assert limiter.try_acquire(a) and limiter.try_acquire(a)
+    assert not limiter.try_acquire(a)  # full: refused at once, no waiting
+    assert limiter.try_acquire(origin("http://a.example/fhir"))  # another scheme and port: its own slots
+    limiter.release(a)
+    assert limiter.try_acquire(a)
+    for key in (a, a, origin("http://a.example/fhir")):
+        limiter.release(key)
+    assert limiter._in_flight == {}  # nothing kept for origins no longer called
