@@ -91,6 +91,10 @@ class Settings:
     fhir_max_pages: int = 20
     fhir_max_response_bytes: int = 20 * 1024 * 1024
     fhir_max_workers: int = 8
+    # Bytes read from FHIR servers for one hook call, every query and page together.
+    fhir_max_call_bytes: int = 16 * 1024 * 1024
+    # Fallback queries in flight to one FHIR server (0: CDS_FHIR_MAX_WORKERS x CDS_THREADS).
+    fhir_max_per_origin: int = 0
     # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
     request_threads: int = 4
     weight_max_age_days: int = 90
@@ -122,6 +126,8 @@ class Settings:
                 env, "CDS_FHIR_MAX_RESPONSE_BYTES", 20 * 1024 * 1024, minimum=1024
             ),
             fhir_max_workers=env_int(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1),
+            fhir_max_call_bytes=env_int(env, "CDS_FHIR_MAX_CALL_BYTES", 16 * 1024 * 1024, minimum=1024),
+            fhir_max_per_origin=env_int(env, "CDS_FHIR_MAX_PER_ORIGIN", 0, minimum=0),
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",

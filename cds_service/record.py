@@ -166,6 +166,8 @@ class PatientRecord:
     observations: list[Mapping[str, Any]]
     # prefetch key -> why it could not be had (the rules say which checks did not run)
     unavailable: dict[str, str] = field(default_factory=dict)
+    # "Medication/x" -> why the Medication a medication order references could not be had
+    unresolved_medications: dict[str, str] = field(default_factory=dict)
     # "Condition/x: ..." for each cited resource that is not valid FHIR R4 — for --explain
     not_valid_r4: list[str] = field(default_factory=list)
     _checked: set[int] = field(default_factory=set, repr=False)  # id() of resources already checked

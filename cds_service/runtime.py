@@ -37,6 +37,8 @@ class Runtime:
                 max_pages=settings.fhir_max_pages,
                 max_response_bytes=settings.fhir_max_response_bytes,
                 max_workers=settings.fhir_max_workers,
+                max_call_bytes=settings.fhir_max_call_bytes,
+                max_per_origin=settings.fhir_max_per_origin,
                 calls_in_flight=settings.request_threads,
             )
         )

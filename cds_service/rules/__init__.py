@@ -26,6 +26,7 @@ from cds_service.rules.interactions import aminopyridine_duplicate, cholinergic_
 from cds_service.rules.nat2 import nat2_poor_metabolizer
 from cds_service.rules.renal import renal_impairment
 from cds_service.rules.seizure import seizure_history
+from cds_service.rules.unidentified import unidentified_medication
 from cds_service.rules.weight import weight_needed
 
 
@@ -55,6 +56,7 @@ RULES: tuple[RuleSpec, ...] = (
         seizure_threshold_drug,
     ),
     RuleSpec("cholinergic-drug", "cholinergic co-medication", ("medications",), cholinergic_drug),
+    RuleSpec("unidentified-medication", "identity of a co-medication", (), unidentified_medication),
     RuleSpec(
         "aminopyridine-duplicate",
         "duplicate aminopyridine therapy",
