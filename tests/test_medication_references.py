@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
+from security_helpers import (
+    ISS,
+    PUBLIC_BASE,
+    bearer,
+    client_entry,
+    jwks_of,
+    make_keypair,
+    mint_token,
+    write_trusted_clients,
+)
 from stuck_servers import HealthyFhir
 
-from cds_service.config import DEFAULT_CARDS_DIR
+from cds_service.app import create_app
+from cds_service.config import DEFAULT_CARDS_DIR, Settings
 from cds_service.integration.explain import explanation
 from cds_service.integration.offline import evaluate_request
 from cds_service.integration.simulator import build_request
@@ -171,8 +183,10 @@ def test_a_medication_in_the_prefetch_bundle_is_not_fetched(
 
 
 def test_the_allow_list_is_respected_for_the_medication_query(
-    ehr: tuple[Ehr, HealthyFhir], make_app: Callable[..., Flask]
+    ehr: tuple[Ehr, HealthyFhir], tmp_path: Path
 ) -> None:
+    # Auth on, the client registered another FHIR server: the call is refused before any query, the
+    # Medication query included (with auth off every loopback server is allowed, so it cannot show this).
     _, server = ehr
     prefetch = {
         "patient": {"resourceType": "Patient", "id": PATIENT, "birthDate": "1970-01-01"},
@@ -183,9 +197,30 @@ def test_the_allow_list_is_respected_for_the_medication_query(
         "renal": bundle(),
         "nat2": bundle(),
     }
-    app = make_app(CDS_FHIR_SERVER_ALLOWLIST="https://fhir.example.org/r4")
-    status, body = _call(app, "order-sign", [amifampridine()], prefetch=prefetch, fhir_server=server.base_url)
-    assert status == 403, body
+    key = make_keypair("ES384")
+    clients = write_trusted_clients(
+        tmp_path, [client_entry(ISS, jwks=jwks_of(key), fhir_servers=["https://fhir.example.org/r4"])]
+    )
+    env = {
+        "CDS_DATA_DIR": str(tmp_path / "data"),
+        "CDS_TRUSTED_CLIENTS": str(clients),
+        "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
+        "CDS_ALLOW_HTTP_FHIR": "true",
+    }
+    app = create_app(Settings.from_env(env))
+    body = build_request(
+        "order-sign",
+        PATIENT,
+        "Practitioner/p1",
+        [amifampridine()],
+        prefetch=prefetch,
+        fhir_server=server.base_url,
+    )
+    endpoint = "/cds-services/amifampridine-order-sign"
+    response = app.test_client().post(
+        endpoint, json=body, headers=bearer(mint_token(key, aud=PUBLIC_BASE + endpoint))
+    )
+    assert response.status_code == 403, response.get_json()
     assert server.paths == []
 
 
