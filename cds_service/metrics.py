@@ -7,7 +7,7 @@ objects. Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` makes prometheus-client ag
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -31,3 +31,28 @@ FHIR_QUERY_LATENCY = Histogram(
 )
 JWT_FAILURES = Counter("cds_jwt_failures_total", "Rejected client JWTs, by failed check", ["reason"])
 AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Audit/feedback writes that failed")
+AUDIT_QUEUE_DEPTH = Gauge(
+    "cds_audit_queue_depth",
+    "Audit jobs waiting to be written (one job is the cards of one response or one feedback POST)",
+    multiprocess_mode="livesum",
+)
+AUDIT_RECORDS_DROPPED = Counter(
+    "cds_audit_records_dropped_total",
+    "Audit jobs dropped unwritten: queue full, store closed, or spill file full",
+    ["reason"],
+)
+AUDIT_ROWS_SET_ASIDE = Counter(
+    "cds_audit_rows_set_aside_total",
+    "Audit rows the database refused for good while it answered otherwise; skipped so the queue moves on",
+)
+AUDIT_ROWS_SPILLED = Counter(
+    "cds_audit_rows_spilled_total", "Audit rows written to the local spill file at a stop during an outage"
+)
+AUDIT_ROWS_REPLAYED = Counter(
+    "cds_audit_rows_replayed_total", "Audit rows read back from a spill file at start for writing"
+)
+FEEDBACK_REFUSED = Counter(
+    "cds_feedback_entries_refused_total",
+    "Feedback entries not stored, by reason (other_client: the card was issued to another client)",
+    ["reason"],
+)
