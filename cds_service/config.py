@@ -93,6 +93,8 @@ class Settings:
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
     preview_enabled: bool = False
+    feedback_max_entries: int = 100
+    feedback_max_comment_chars: int = 1000
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -116,6 +118,8 @@ class Settings:
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
             preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
+            feedback_max_entries=env_int(env, "CDS_FEEDBACK_MAX_ENTRIES", 100, minimum=1),
+            feedback_max_comment_chars=env_int(env, "CDS_FEEDBACK_MAX_COMMENT_CHARS", 1000, minimum=1),
             env=env,
         )
         if not settings.cards_dir.is_dir():
