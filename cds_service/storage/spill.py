@@ -29,10 +29,14 @@ _CLAIMED = ".replaying-"
 
 
 def write_spill(directory: Path, records: list[dict[str, Any]], max_bytes: int) -> tuple[int, int]:
-    """Write ``records`` to a new spill file; returns (records written, records that did not fit)."""
+    """Write ``records`` (each with a ``rows`` list) to a new spill file.
+
+    Returns (rows written, records that did not fit in ``max_bytes`` for the whole folder).
+    """
     lines: list[bytes] = []
     budget = max_bytes - spill_size(directory)
     dropped = 0
+    rows = 0
     for record in records:
         line = (json.dumps(record, separators=(",", ":"), default=_encode) + "\n").encode()
         if len(line) > budget:
@@ -40,6 +44,7 @@ def write_spill(directory: Path, records: list[dict[str, Any]], max_bytes: int) 
             continue
         budget -= len(line)
         lines.append(line)
+        rows += len(record["rows"])
     if not lines:
         return 0, dropped
     private_directory(directory)
@@ -53,7 +58,7 @@ def write_spill(directory: Path, records: list[dict[str, Any]], max_bytes: int) 
         os.fsync(handle.fileno())
     os.rename(temporary, directory / name)  # a half-written file is never replayed
     _sync_directory(directory)
-    return len(lines), dropped
+    return rows, dropped
 
 
 def claim_spill_files(directory: Path) -> list[Path]:

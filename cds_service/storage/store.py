@@ -215,16 +215,15 @@ class AuditStore:
     def _spill(self, jobs: list[Job]) -> None:
         """Keep what a stop left unwritten in a spill file; the next start replays it."""
         records = [record for job in jobs if (record := _to_record(job)) is not None]
-        rows = sum(len(record["rows"]) for record in records)
-        written, dropped = spill.write_spill(self.config.spill_path, records, self.config.spill_max_bytes)
+        rows, dropped = spill.write_spill(self.config.spill_path, records, self.config.spill_max_bytes)
         if dropped:
             AUDIT_RECORDS_DROPPED.labels(reason="spill_full").inc(dropped)
             log.error("audit spill folder full (CDS_AUDIT_SPILL_MAX_BYTES): %d records dropped", dropped)
-        if written:
+        if rows:
             AUDIT_ROWS_SPILLED.inc(rows)
-            log.warning(
-                "%d unwritten audit records kept in %s for the next start", written, self.config.spill_path
-            )
+            log.warning("%d unwritten audit rows kept in %s for the next start", rows, self.config.spill_path)
+        if dropped:
+            return  # the files being replayed keep what did not fit (a record read twice is stored once)
         # Records replayed from older files are in the new file now (or were written): those files go.
         for job in jobs:
             if isinstance(job, AfterWrite):

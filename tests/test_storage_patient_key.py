@@ -1,0 +1,179 @@
+"""Patient-id hashes are keyed with a secret that is not in the database (issue 15, item 6); the SQLite
+file and its folder are private to the service's user."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from cds_service.cli import main
+from cds_service.storage import migrate
+from cds_service.storage.config import StorageConfig
+from cds_service.storage.models import IssuedCard, StoreMeta
+from cds_service.storage.store import AuditStore
+
+pytest_plugins = ["conftest_postgres"]
+
+PATIENT = "patient-4711"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def make_store(url: str, data_dir: Path, **overrides: Any) -> AuditStore:
+    store = AuditStore(StorageConfig(database_url=url, data_dir=data_dir, **overrides), rule_version="t")
+    assert store.start()
+    return store
+
+
+def issue(store: AuditStore) -> str:
+    store.record_response(
+        service_id="amifampridine-order-sign",
+        hook="order-sign",
+        hook_instance=str(uuid.uuid4()),
+        patient_id=PATIENT,
+        cards=[{"uuid": str(uuid.uuid4()), "indicator": "warning", "source": {"topic": {"code": "t"}}}],
+        client=None,
+    )
+    assert store.flush(10)
+    with store.engine.connect() as conn:
+        return conn.execute(select(IssuedCard.patient_hash).order_by(IssuedCard.id.desc())).first()[0]
+
+
+def everything_in(store: AuditStore) -> str:
+    with store.engine.connect() as conn:
+        return " ".join(
+            str(value)
+            for table in ("issued_card", "feedback", "store_meta")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))
+            for value in row
+        )
+
+
+def test_the_key_is_generated_into_a_private_file_never_into_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    store = make_store(database_url, data)
+    try:
+        digest = issue(store)
+        key_file = data / "patient-id.key"
+        assert mode(key_file) == 0o600
+        key = key_file.read_text().strip()
+        assert len(key) == 64 and bytes.fromhex(key)  # 32 random bytes
+        assert digest == hmac.new(key.encode(), PATIENT.encode(), hashlib.sha256).hexdigest()
+        stored = everything_in(store)
+        assert key not in stored and PATIENT not in stored
+        with store.engine.connect() as conn:
+            assert conn.execute(select(StoreMeta)).all() == []
+    finally:
+        store.close()
+    # The same key at the next start: hashes stay comparable.
+    again = make_store(database_url, data)
+    try:
+        assert issue(again) == digest
+    finally:
+        again.close()
+
+
+def test_a_configured_key_or_key_file_is_used_and_nothing_is_generated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cds.sqlite3'}"
+    store = make_store(url, tmp_path, patient_id_key="k" * 64)
+    try:
+        assert issue(store) == hmac.new(b"k" * 64, PATIENT.encode(), hashlib.sha256).hexdigest()
+        assert not (tmp_path / "patient-id.key").exists()
+    finally:
+        store.close()
+    secret = tmp_path / "secret" / "key"
+    secret.parent.mkdir()
+    secret.write_text("s" * 64 + "\n")
+    store = make_store(url, tmp_path, patient_id_key_file=secret)
+    try:
+        assert issue(store) == hmac.new(b"s" * 64, PATIENT.encode(), hashlib.sha256).hexdigest()
+    finally:
+        store.close()
+
+
+def test_an_old_salt_moves_from_the_database_to_the_key_file(database_url: str, tmp_path: Path) -> None:
+    # A database written by the previous version: the salt sits in store_meta beside the hashes.
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    salt = "ab" * 32
+    with engine.begin() as conn:
+        conn.execute(StoreMeta.__table__.insert(), [{"key": "patient_id_salt", "value": salt}])
+    engine.dispose()
+    old_hash = hmac.new(salt.encode(), PATIENT.encode(), hashlib.sha256).hexdigest()
+
+    store = make_store(database_url, tmp_path / "data")
+    try:
+        assert issue(store) == old_hash  # old and new hashes stay linked
+        assert (tmp_path / "data" / "patient-id.key").read_text().strip() == salt
+        assert mode(tmp_path / "data" / "patient-id.key") == 0o600
+        with store.engine.connect() as conn:
+            assert conn.execute(select(StoreMeta)).all() == []
+    finally:
+        store.close()
+
+
+def test_sqlite_file_and_folder_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = make_store(f"sqlite:///{data / 'cds.sqlite3'}", data)
+    try:
+        issue(store)
+        assert mode(data) == 0o700
+        for name in ("cds.sqlite3", "cds.sqlite3-wal", "cds.sqlite3-shm"):
+            if (data / name).exists():
+                assert mode(data / name) == 0o600, name
+    finally:
+        store.close()
+
+
+def test_an_existing_world_readable_database_is_tightened(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    database = data / "cds.sqlite3"
+    database.touch()
+    os.chmod(database, 0o644)
+    store = make_store(f"sqlite:///{database}", data)
+    try:
+        issue(store)
+        assert (mode(data), mode(database)) == (0o700, 0o600)
+    finally:
+        store.close()
+
+
+def test_rotate_patient_key_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    data = tmp_path / "data"
+    url = f"sqlite:///{data / 'cds.sqlite3'}"
+    store = make_store(url, data)
+    before = issue(store)
+    store.close()
+    old_key = (data / "patient-id.key").read_text()
+    for name in ("CDS_PATIENT_ID_KEY", "CDS_PATIENT_ID_SALT", "CDS_PATIENT_ID_KEY_FILE", "CDS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDS_DATA_DIR", str(data))
+
+    assert main(["keys", "rotate-patient-key"]) == 0
+    assert "restart" in capsys.readouterr().out.lower()
+    new_key = (data / "patient-id.key").read_text()
+    assert new_key != old_key and len(new_key.strip()) == 64
+    assert mode(data / "patient-id.key") == 0o600
+    after_store = make_store(url, data)
+    try:
+        assert issue(after_store) != before  # new hashes under the new key
+    finally:
+        after_store.close()
+
+    monkeypatch.setenv("CDS_PATIENT_ID_KEY", "x" * 64)
+    assert main(["keys", "rotate-patient-key"]) == 1
+    assert "CDS_PATIENT_ID_KEY" in capsys.readouterr().err
