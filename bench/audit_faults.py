@@ -167,6 +167,9 @@ def main() -> None:
     parser.add_argument("scenario", choices=("feedback", "outage"))
     parser.add_argument("--repo", type=Path, default=HERE)
     parser.add_argument("--calls", type=int, default=None)
+    parser.add_argument(
+        "--feedback-max-entries", default="100", help="CDS_FEEDBACK_MAX_ENTRIES: raise it to test the writer"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cds-audit-faults-"))
     pg = Postgres(root)
@@ -180,6 +183,7 @@ def main() -> None:
         "CDS_WORKERS": "2",
         "CDS_ACCESS_LOG": "off",
         "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+        "CDS_FEEDBACK_MAX_ENTRIES": args.feedback_max_entries,
         "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
     }
     log = root / "server.log"

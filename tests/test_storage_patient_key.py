@@ -177,3 +177,18 @@ def test_rotate_patient_key_command(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CDS_PATIENT_ID_KEY", "x" * 64)
     assert main(["keys", "rotate-patient-key"]) == 1
     assert "CDS_PATIENT_ID_KEY" in capsys.readouterr().err
+
+
+def test_the_kubernetes_deployment_mounts_one_shared_key_for_every_replica() -> None:
+    import yaml
+
+    manifest = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "deployment.yaml"
+    [deployment] = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    key_file = Path(env["CDS_PATIENT_ID_KEY_FILE"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == key_file.parent]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "cds-service-patient-id-key"
+    assert "items" not in volume["secret"] and key_file.name == "key"  # the secret's key "key" is the file
