@@ -56,3 +56,7 @@ FEEDBACK_REFUSED = Counter(
     "Feedback entries not stored, by reason (other_client: the card was issued to another client)",
     ["reason"],
 )
+# Labelled series exist from the start (at 0), so dashboards and alerts see them before the first event.
+for _reason in ("queue_full", "closed", "spill_full"):
+    AUDIT_RECORDS_DROPPED.labels(reason=_reason)
+FEEDBACK_REFUSED.labels(reason="other_client")

@@ -277,6 +277,7 @@ def test_metrics_show_the_audit_queue(tmp_path: Path) -> None:
     text = app.test_client().get("/metrics").get_data(as_text=True)
     for name in (
         "cds_audit_queue_depth",
+        'cds_audit_records_dropped_total{reason="queue_full"}',
         "cds_audit_rows_set_aside_total",
         "cds_audit_rows_spilled_total",
         "cds_audit_rows_replayed_total",
