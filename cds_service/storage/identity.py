@@ -99,6 +99,9 @@ def local_key(configured: str | None, key_file: Path) -> str:
 def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -> str:
     """The key to use, after moving a salt stored in the database (older versions) to the key file.
 
+    ``configured`` is a key already in use (configuration, or a key file read while the database was
+    down): it wins over the salt.
+
     The salt row is deleted in every case: a database copy must never carry what reverses its hashes.
     """
     salt = conn.execute(select(StoreMeta.value).where(StoreMeta.key == LEGACY_SALT_KEY)).scalar_one_or_none()
@@ -107,7 +110,7 @@ def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -
     if configured:
         key = configured
         if configured != salt:
-            log.warning("patient-id salt found in the database differs from CDS_PATIENT_ID_KEY; deleted")
+            log.warning("a patient-id salt in the database differs from the key in use; deleted")
     else:
         key = write_key_file(key_file, salt)
         if key == salt:
