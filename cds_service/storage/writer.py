@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
@@ -421,10 +421,6 @@ def _run_quietly(action: Callable[[], None]) -> None:
         action()
     except Exception as exc:
         log.warning("audit writer follow-up failed (%s)", type(exc).__name__)
-
-
-def rows_of(jobs: Iterable[Job]) -> int:
-    return sum(job.rows for job in jobs)
 
 
 def _reset_in_child(ref: weakref.ref[BackgroundWriter]) -> None:
