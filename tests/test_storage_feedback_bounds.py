@@ -4,6 +4,7 @@ send feedback for it (issue 15, items 1 and 5). Through the HTTP API."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +34,30 @@ HOOK_URL = f"/cds-services/{SERVICE}"
 FEEDBACK_URL = f"{HOOK_URL}/feedback"
 
 
-def build_app(tmp_path: Path, database_url: str, **env: str) -> Flask:
-    values = {
-        "CDS_DATA_DIR": str(tmp_path / "data"),
-        "CDS_DATABASE_URL": database_url,
-        "CDS_AUTH": "off",
-        "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),  # the entry bound, not the body bound, is under test
-    }
-    values.update(env)
-    return create_app(Settings.from_env(values))
+@pytest.fixture
+def build_app(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Apps on this test's database; their audit stores are closed before the database goes away."""
+    apps: list[Flask] = []
+
+    def build(**env: str) -> Flask:
+        values = {
+            "CDS_DATA_DIR": str(tmp_path / "data"),
+            "CDS_DATABASE_URL": database_url,
+            "CDS_AUTH": "off",
+            "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),  # the entry bound, not the body bound, is tested
+        }
+        values.update(env)
+        apps.append(create_app(Settings.from_env(values)))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        app.extensions["cds.audit"].close(timeout=5)
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Flask:
-    return build_app(tmp_path, database_url)
+def app(build_app: Callable[..., Flask]) -> Flask:
+    return build_app()
 
 
 def count(app: Flask, model: type) -> int:
@@ -77,8 +88,8 @@ def test_too_many_entries_is_413_naming_the_limit(app: Flask) -> None:
     assert response.status_code == 200 and response.get_json()["stored"] == 100
 
 
-def test_the_entry_limit_is_configurable(tmp_path: Path, database_url: str) -> None:
-    client = build_app(tmp_path, database_url, CDS_FEEDBACK_MAX_ENTRIES="2").test_client()
+def test_the_entry_limit_is_configurable(build_app: Callable[..., Flask]) -> None:
+    client = build_app(CDS_FEEDBACK_MAX_ENTRIES="2").test_client()
     card = issue_card(client)
     three = [accepted(card, when=f"2025-03-01T10:00:0{i}Z") for i in range(3)]
     response = client.post(FEEDBACK_URL, json={"feedback": three})
@@ -129,13 +140,13 @@ ISS_A = "https://ehr-a.example.org"
 ISS_B = "https://ehr-b.example.org"
 
 
-def test_feedback_for_another_clients_card_is_refused(tmp_path: Path, database_url: str) -> None:
+def test_feedback_for_another_clients_card_is_refused(
+    tmp_path: Path, build_app: Callable[..., Flask]
+) -> None:
     key_a, key_b = make_keypair("ES384"), make_keypair("ES384")
     clients = [client_entry(ISS_A, jwks=jwks_of(key_a)), client_entry(ISS_B, jwks=jwks_of(key_b))]
     trusted = write_trusted_clients(tmp_path, clients)
     app = build_app(
-        tmp_path,
-        database_url,
         CDS_AUTH="on",
         CDS_TRUSTED_CLIENTS=str(trusted),
         CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
