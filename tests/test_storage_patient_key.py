@@ -192,3 +192,30 @@ def test_the_kubernetes_deployment_mounts_one_shared_key_for_every_replica() -> 
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "cds-service-patient-id-key"
     assert "items" not in volume["secret"] and key_file.name == "key"  # the secret's key "key" is the file
+
+
+def test_no_key_is_generated_before_a_card_is_recorded(tmp_path: Path) -> None:
+    # `cds-service report` run on an admin machine must leave no stray key behind.
+    store = make_store(f"sqlite:///{tmp_path / 'cds.sqlite3'}", tmp_path)
+    try:
+        store.report()
+        assert not (tmp_path / "patient-id.key").exists()
+        issue(store)
+        assert (tmp_path / "patient-id.key").exists()
+    finally:
+        store.close()
+
+
+def test_a_broken_key_file_stops_the_start(tmp_path: Path) -> None:
+    from cds_service.config import ConfigError
+
+    (tmp_path / "patient-id.key").write_text("\n")
+    store = AuditStore(
+        StorageConfig(database_url=f"sqlite:///{tmp_path / 'cds.sqlite3'}", data_dir=tmp_path),
+        rule_version="t",
+    )
+    try:
+        with pytest.raises(ConfigError, match="CDS_PATIENT_ID_KEY_FILE"):
+            store.start()
+    finally:
+        store.close()

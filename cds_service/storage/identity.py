@@ -3,7 +3,8 @@
 The key is a secret that never enters the database: whoever holds a copy of the database alone cannot
 recover patient ids by hashing guesses. It comes from ``CDS_PATIENT_ID_KEY`` (or the deprecated
 ``CDS_PATIENT_ID_SALT``), else from the key file (``CDS_PATIENT_ID_KEY_FILE``, default
-``<CDS_DATA_DIR>/patient-id.key``), which is generated (32 random bytes, hex, mode 0600) when missing.
+``<CDS_DATA_DIR>/patient-id.key``), which is generated (32 random bytes, hex, mode 0600) when the first
+card is recorded without one (so ``cds-service report`` on an admin machine leaves no stray key).
 A salt that an older version kept in ``store_meta`` is moved into the key file and deleted from the
 database, so hashes written before the upgrade stay comparable with new ones.
 """
@@ -81,13 +82,20 @@ def write_key_file(path: Path, key: str, *, replace: bool = False) -> str:
             os.unlink(temporary)
 
 
-def local_key(configured: str | None, key_file: Path) -> str:
-    """The configured key, else the key file's, generated when missing. Needs no database."""
+def existing_key(configured: str | None, key_file: Path) -> str | None:
+    """The configured key, else the key file's, else None. Needs no database."""
     if configured:
         return configured
     existing = read_key_file(key_file)
     if existing is not None:
         _tighten(key_file)
+    return existing
+
+
+def local_key(configured: str | None, key_file: Path) -> str:
+    """The configured key, else the key file's, generated when missing. Needs no database."""
+    existing = existing_key(configured, key_file)
+    if existing is not None:
         return existing
     key = write_key_file(key_file, new_key())
     log.warning(
@@ -96,7 +104,7 @@ def local_key(configured: str | None, key_file: Path) -> str:
     return key
 
 
-def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -> str:
+def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -> str | None:
     """The key to use, after moving a salt stored in the database (older versions) to the key file.
 
     ``configured`` is a key already in use (configuration, or a key file read while the database was
@@ -106,7 +114,7 @@ def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -
     """
     salt = conn.execute(select(StoreMeta.value).where(StoreMeta.key == LEGACY_SALT_KEY)).scalar_one_or_none()
     if salt is None:
-        return local_key(configured, key_file)
+        return existing_key(configured, key_file)  # None: generated at first use
     if configured:
         key = configured
         if configured != salt:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from cds_service.storage import migrate, spill
 from cds_service.storage.config import StorageConfig
 from cds_service.storage.dialect import insert_ignore
 from cds_service.storage.engine import make_engine, private_directory
-from cds_service.storage.identity import local_key, move_legacy_salt, patient_hash
+from cds_service.storage.identity import existing_key, local_key, move_legacy_salt, patient_hash
 from cds_service.storage.models import Feedback, IssuedCard, StoreMeta
 from cds_service.storage.report import build_report
 from cds_service.storage.writer import AfterWrite, BackgroundWriter, InsertRows, Job, chunks
@@ -89,20 +90,25 @@ class AuditStore:
             AUDIT_WRITE_FAILURES.inc()
             log.error("audit database not ready at start-up (%s); writes will be retried", type(exc).__name__)
             ready = False
-        self._patient_key()
+        if self._key is None:  # a broken key file stops the start, not the first hook call
+            self._key = self._key_error_as_config(existing_key, None, self.config.key_file)
         self._replay()
         return ready
 
     def _patient_key(self) -> str:
+        """The key; generated into the key file at the first card recorded without one."""
         if self._key is None:
-            try:
-                self._key = local_key(None, self.config.key_file)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    f"the patient-id key file {self.config.key_file} cannot be read or created "
-                    f"({type(exc).__name__}); set CDS_PATIENT_ID_KEY_FILE to a readable key file"
-                ) from exc
+            self._key = self._key_error_as_config(local_key, None, self.config.key_file)
         return self._key
+
+    def _key_error_as_config(self, read: Callable[..., str | None], *args: Any) -> Any:
+        try:
+            return read(*args)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"the patient-id key file {self.config.key_file} cannot be read or created "
+                f"({type(exc).__name__}); set CDS_PATIENT_ID_KEY_FILE to a readable key file"
+            ) from exc
 
     # -- hook responses ----------------------------------------------------------------------------
     def record_response(
