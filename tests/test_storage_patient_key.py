@@ -219,3 +219,53 @@ def test_a_broken_key_file_stops_the_start(tmp_path: Path) -> None:
             store.start()
     finally:
         store.close()
+
+
+def _database_with_old_salt(url: str, salt: str) -> None:
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(StoreMeta.__table__.insert(), [{"key": "patient_id_salt", "value": salt}])
+    engine.dispose()
+
+
+def _salt_rows(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(StoreMeta.value)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_an_old_salt_that_cannot_be_moved_stays_in_use_and_in_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cds.sqlite3'}"
+    salt = "cd" * 32
+    _database_with_old_salt(url, salt)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    store = make_store(url, tmp_path, patient_id_key_file=not_a_folder / "key")
+    try:
+        assert issue(store) == hmac.new(salt.encode(), PATIENT.encode(), hashlib.sha256).hexdigest()
+    finally:
+        store.close()
+    assert _salt_rows(url) == [salt]  # not lost: moved once a key file can be written
+
+
+def test_db_upgrade_moves_the_salt_only_to_a_named_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cds.sqlite3'}"
+    salt = "ef" * 32
+    _database_with_old_salt(url, salt)
+    for name in ("CDS_PATIENT_ID_KEY", "CDS_PATIENT_ID_SALT", "CDS_PATIENT_ID_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDS_DATABASE_URL", url)
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "job-disk"))
+    assert main(["db", "upgrade"]) == 0
+    assert _salt_rows(url) == [salt]  # a migration job's own disk is no home for the key
+    key_file = tmp_path / "secret" / "key"
+    monkeypatch.setenv("CDS_PATIENT_ID_KEY_FILE", str(key_file))
+    assert main(["db", "upgrade"]) == 0
+    assert _salt_rows(url) == []
+    assert key_file.read_text().strip() == salt and mode(key_file) == 0o600

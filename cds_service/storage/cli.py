@@ -91,10 +91,12 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     engine = make_engine(config.database_url)
     try:
         migrate.upgrade(engine)
-        # An older version's salt leaves the database here too (for deployments that migrate ahead).
-        with engine.begin() as conn:
-            move_legacy_salt(conn, config.patient_id_key, config.key_file)
         print(f"database schema at revision {migrate.current_revision(engine)}")
+        # An older version's salt leaves the database here only when the key's home is named: a migration
+        # job's own disk would take the salt with it when the job ends.
+        if config.patient_id_key or config.patient_id_key_file:
+            with engine.begin() as conn:
+                move_legacy_salt(conn, config.patient_id_key, config.key_file)
     finally:
         engine.dispose()
     return 0

@@ -59,6 +59,8 @@ def write_key_file(path: Path, key: str, *, replace: bool = False) -> str:
     Without ``replace`` an existing file wins: several workers starting at once agree on one key. The
     file appears complete or not at all (written aside, then linked or renamed into place).
     """
+    if not replace and (existing := read_key_file(path)) is not None:
+        return existing  # also when the folder is read-only (a mounted secret)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -120,7 +122,17 @@ def move_legacy_salt(conn: Connection, configured: str | None, key_file: Path) -
         if configured != salt:
             log.warning("a patient-id salt in the database differs from the key in use; deleted")
     else:
-        key = write_key_file(key_file, salt)
+        try:
+            key = write_key_file(key_file, salt)
+        except OSError as exc:
+            # Keep working as before rather than lose the salt: it stays until a key file can be written.
+            log.error(
+                "could not move the patient-id salt out of the database to %s (%s); it stays there until "
+                "CDS_PATIENT_ID_KEY_FILE names a writable file or a mounted key",
+                key_file,
+                type(exc).__name__,
+            )
+            return salt
         if key == salt:
             log.warning("moved the patient-id salt from the database to the key file %s", key_file)
         else:
