@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, DateTime, Engine, delete, select
+from sqlalchemy import Connection, DateTime, Engine, delete, select, text
+from sqlalchemy.exc import OperationalError
 
 from cds_service.config import ConfigError
 from cds_service.metrics import (
@@ -297,10 +298,17 @@ class FeedbackRows:
 
 
 def _probe(conn: Connection) -> None:
-    """Raises unless the database takes writes and has the audit tables (then a failing job is to blame)."""
-    conn.execute(delete(StoreMeta).where(StoreMeta.key == "-write-probe-"))  # takes the write lock
+    """Raises unless the database takes writes and has the audit tables (then a failing job is to blame).
+
+    Needs no privilege beyond the service's own: SQLite has none (a no-op DELETE takes its write lock,
+    which a locked or read-only file refuses); PostgreSQL says whether the session is read-only.
+    """
     conn.execute(select(IssuedCard.id).limit(0))
     conn.execute(select(Feedback.id).limit(0))
+    if conn.dialect.name == "sqlite":
+        conn.execute(delete(StoreMeta).where(StoreMeta.key == "-write-probe-"))
+    elif conn.execute(text("SHOW transaction_read_only")).scalar() == "on":
+        raise OperationalError("SHOW transaction_read_only", {}, RuntimeError("read-only database"))
 
 
 _MODELS: dict[str, type] = {"issued_card": IssuedCard}
