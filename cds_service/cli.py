@@ -31,6 +31,21 @@ _SUBCOMMAND_MODULES = (
 )
 
 
+KEYS_HELP = "keys: a test client's signing key pair (new), the patient-id hash key (rotate-patient-key)"
+
+
+def command_group(subparsers: argparse._SubParsersAction, name: str, text: str) -> argparse._SubParsersAction:
+    """The actions of the command group ``name`` (``cds-service keys …``), made by whichever subsystem
+    registers first, so several subsystems can add actions to one group."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=text, description=text)
+        parser.group_actions = parser.add_subparsers(  # type: ignore[attr-defined]
+            dest=f"{name}_command", required=True, metavar="ACTION"
+        )
+    return parser.group_actions  # type: ignore[attr-defined,no-any-return]
+
+
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.wsgiapp import WSGIApplication
 

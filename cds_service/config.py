@@ -104,6 +104,8 @@ class Settings:
     dose_text_max_chars: int = 1000
     dose_order_text_max_chars: int = 5000
     preview_enabled: bool = False
+    feedback_max_entries: int = 100
+    feedback_max_comment_chars: int = 1000
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -135,6 +137,8 @@ class Settings:
             dose_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS", 1000, minimum=100),
             dose_order_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER", 5000, minimum=100),
             preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
+            feedback_max_entries=env_int(env, "CDS_FEEDBACK_MAX_ENTRIES", 100, minimum=1),
+            feedback_max_comment_chars=env_int(env, "CDS_FEEDBACK_MAX_COMMENT_CHARS", 1000, minimum=1),
             env=env,
         )
         if not settings.cards_dir.is_dir():

@@ -50,6 +50,36 @@ BUILD_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 
+AUDIT_QUEUE_DEPTH = Gauge(
+    "cds_audit_queue_depth",
+    "Audit jobs waiting to be written (one job is the cards of one response or one feedback POST)",
+    multiprocess_mode="livesum",
+)
+AUDIT_RECORDS_DROPPED = Counter(
+    "cds_audit_records_dropped_total",
+    "Audit jobs dropped unwritten: queue full, store closed, or spill file full",
+    ["reason"],
+)
+AUDIT_ROWS_SET_ASIDE = Counter(
+    "cds_audit_rows_set_aside_total",
+    "Audit rows the database refused for good while it answered otherwise; skipped so the queue moves on",
+)
+AUDIT_ROWS_SPILLED = Counter(
+    "cds_audit_rows_spilled_total", "Audit rows written to the local spill file at a stop during an outage"
+)
+AUDIT_ROWS_REPLAYED = Counter(
+    "cds_audit_rows_replayed_total", "Audit rows read back from a spill file at start for writing"
+)
+FEEDBACK_REFUSED = Counter(
+    "cds_feedback_entries_refused_total",
+    "Feedback entries not stored, by reason (other_client: the card was issued to another client)",
+    ["reason"],
+)
+# Labelled series exist from the start (at 0), so dashboards and alerts see them before the first event.
+for _reason in ("queue_full", "closed", "spill_full"):
+    AUDIT_RECORDS_DROPPED.labels(reason=_reason)
+FEEDBACK_REFUSED.labels(reason="other_client")
+
 
 def record_build_info(knowledge_version: str) -> None:
     BUILD_INFO.labels(version=__version__, knowledge_version=knowledge_version).set(1)

@@ -73,13 +73,16 @@ def _card_with_override(client: FlaskClient, keys, iss: str, reason: str, tenant
     return card["uuid"]
 
 
-def _override(client: FlaskClient, keys, iss: str, card: str, reason: str, tenant: str | None = None) -> None:
+def _override(
+    client: FlaskClient, keys, iss: str, card: str, reason: str, tenant: str | None = None, stored: int = 1
+) -> dict[str, Any]:
     path = f"/cds-services/{SERVICE}/feedback"
     # A distinct outcome time each: the same card, outcome and time would be one (deduplicated) entry.
     when = f"2025-03-01T10:{next(_MINUTES):02d}:00Z"
     feedback = {"feedback": [overridden(card, code=reason, when=when)]}
-    answer = client.post(path, json=feedback, headers=_as(keys, iss, path, tenant))
-    assert answer.get_json()["stored"] == 1
+    answer = client.post(path, json=feedback, headers=_as(keys, iss, path, tenant)).get_json()
+    assert answer["stored"] == stored, answer
+    return answer
 
 
 def _report(client: FlaskClient, keys, iss: str, query: str = "", tenant: str | None = None) -> Any:
@@ -111,14 +114,16 @@ def test_each_client_sees_only_its_own_cards_and_override_reasons(app, keys):
     assert theirs["totals"]["overridden"] == 2
 
 
-def test_feedback_another_client_sent_about_my_card_is_not_in_my_report(app, keys):
+def test_feedback_another_client_sent_about_my_card_is_refused_and_not_in_my_report(app, keys):
     client = app.test_client()
     card_of_a = _card_with_override(client, keys, ISS_A, "reason-of-a", tenant=TENANT_A)
-    _override(client, keys, ISS_B, card_of_a, "reason-b-wrote-on-a-card")
+    # Feedback is taken only for cards issued to the same client: B's entry is not stored.
+    answer = _override(client, keys, ISS_B, card_of_a, "reason-b-wrote-on-a-card", stored=0)
+    assert card_of_a in answer["unknownCards"]
     report_a = _report(client, keys, ISS_A, tenant=TENANT_A).get_json()
     assert _reasons(report_a) == ["reason-of-a"]
     report_b = _report(client, keys, ISS_B).get_json()
-    assert report_b["rows"] == [] and report_b["unknownCardFeedback"] == 1
+    assert report_b["rows"] == []
     assert b"reason-b-wrote-on-a-card" not in _report(client, keys, ISS_A, tenant=TENANT_A).data
 
 

@@ -136,9 +136,7 @@ def test_cards_are_recorded_without_patient_id(store: AuditStore) -> None:
     assert PATIENT not in everything
 
 
-def test_patient_hash_is_stable_across_restarts_and_depends_on_salt(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_patient_hash_is_stable_across_restarts_and_depends_on_key(database_url: str, tmp_path: Path) -> None:
     hashes = []
     for _ in range(2):
         store = make_store(database_url, tmp_path)
@@ -149,13 +147,14 @@ def test_patient_hash_is_stable_across_restarts_and_depends_on_salt(
                 conn.execute(select(IssuedCard.patient_hash).order_by(IssuedCard.id.desc())).first()[0]
             )
     assert hashes[0] == hashes[1]
-    with store.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(StoreMeta)).scalar_one() == 1
+    with store.engine.connect() as conn:  # the key lives in a file, never in the database
+        assert conn.execute(select(func.count()).select_from(StoreMeta)).scalar_one() == 0
+    assert (tmp_path / "patient-id.key").is_file()
 
-    salted = make_store(database_url, tmp_path, patient_id_salt="configured-salt")
-    issue(salted, card("seizure-history"))
-    salted.close()
-    with salted.engine.connect() as conn:
+    keyed = make_store(database_url, tmp_path, patient_id_key="configured-key")
+    issue(keyed, card("seizure-history"))
+    keyed.close()
+    with keyed.engine.connect() as conn:
         latest = conn.execute(select(IssuedCard.patient_hash).order_by(IssuedCard.id.desc())).first()[0]
     assert latest != hashes[0]
 
@@ -203,11 +202,12 @@ def test_round_trip_counts_and_rates(store: AuditStore) -> None:
 
 def test_feedback_fields_are_stored(store: AuditStore) -> None:
     c = card("seizure-history")
-    issue(store, c)
+    client = SimpleNamespace(iss="https://ehr.example.org", tenant=None)
+    issue(store, c, client=client)
     store.record_feedback(
         service_id=SERVICE,
         items=[overridden(c["uuid"], "benefit", when="2025-03-01T11:00:00+01:00")],
-        client=SimpleNamespace(iss="https://ehr.example.org", tenant=None),
+        client=client,
     )
     with store.engine.connect() as conn:
         row = conn.execute(select(Feedback)).one()

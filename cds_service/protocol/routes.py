@@ -86,7 +86,12 @@ def knowledge_version_header(response: Response) -> Response:
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    items = validate_feedback(read_json(runtime().settings.max_json_depth))
+    settings = runtime().settings
+    items = validate_feedback(
+        read_json(settings.max_json_depth),
+        max_entries=settings.feedback_max_entries,
+        max_comment_chars=settings.feedback_max_comment_chars,
+    )
     g.cds_log = {"service": service.id, "feedback": len(items)}
     summary: dict[str, Any] = current_app.extensions["cds.audit"].record_feedback(
         service_id=service.id, items=items, client=g.get("cds_client")

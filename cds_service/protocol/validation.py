@@ -228,13 +228,30 @@ def _is_date_time(value: str) -> bool:
     return True
 
 
-def validate_feedback(body: Any) -> list[dict[str, Any]]:
-    """The feedback entries of a 2.0 feedback body, or a 400 naming the first problem."""
+# Accepted suggestions per feedback entry: a card of this service offers a handful.
+MAX_ACCEPTED_SUGGESTIONS = 50
+
+
+def validate_feedback(
+    body: Any, *, max_entries: int = 100, max_comment_chars: int = 1000
+) -> list[dict[str, Any]]:
+    """The feedback entries of a 2.0 feedback body, or a 400 naming the first problem.
+
+    Bounded before anything reaches the database: more than ``max_entries`` entries, a comment longer
+    than ``max_comment_chars`` characters or more than ``MAX_ACCEPTED_SUGGESTIONS`` accepted suggestions
+    in one entry is a 413 naming the limit (nothing is stored, nothing truncated).
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the feedback body must be a JSON object")
     items = _require(body, "feedback", list, "feedback")
     if not items:
         raise InvalidRequest("feedback must hold at least one entry", "feedback")
+    if len(items) > max_entries:
+        raise _too_large(
+            f"feedback holds {len(items)} entries; at most {max_entries} per request "
+            "(CDS_FEEDBACK_MAX_ENTRIES): send them in several requests",
+            "feedback",
+        )
     for index, item in enumerate(items):
         where = f"feedback[{index}]"
         if not isinstance(item, dict):
@@ -251,6 +268,11 @@ def validate_feedback(body: Any) -> list[dict[str, Any]]:
             )
         if outcome == "accepted":
             accepted = _require(item, "acceptedSuggestions", list, f"{where}.acceptedSuggestions")
+            if len(accepted) > MAX_ACCEPTED_SUGGESTIONS:
+                path = f"{where}.acceptedSuggestions"
+                raise _too_large(
+                    f"{path} holds {len(accepted)} suggestions; at most {MAX_ACCEPTED_SUGGESTIONS}", path
+                )
             for number, suggestion in enumerate(accepted):
                 if not isinstance(suggestion, dict) or not isinstance(suggestion.get("id"), str):
                     path = f"{where}.acceptedSuggestions[{number}].id"
@@ -271,4 +293,15 @@ def validate_feedback(body: Any) -> list[dict[str, Any]]:
             if comment is not None and not isinstance(comment, str):
                 path = f"{where}.overrideReason.userComment"
                 raise InvalidRequest(f"{path} must be a string", path)
+            if isinstance(comment, str) and len(comment) > max_comment_chars:
+                path = f"{where}.overrideReason.userComment"
+                raise _too_large(
+                    f"{path} is {len(comment)} characters long; at most {max_comment_chars} "
+                    "(CDS_FEEDBACK_MAX_COMMENT_CHARS)",
+                    path,
+                )
     return items
+
+
+def _too_large(diagnostics: str, field: str) -> CdsError:
+    return CdsError(413, diagnostics, expression=[field])

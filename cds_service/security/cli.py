@@ -35,9 +35,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--fetch", action="store_true", help="also fetch every jwks_url and list its kids")
     check.set_defaults(func=_check)
 
-    keys = subparsers.add_parser("keys", help="make a client key pair for testing a deployment")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    new = keys_sub.add_parser(
+    from cds_service.cli import KEYS_HELP, command_group
+
+    new = command_group(subparsers, "keys", KEYS_HELP).add_parser(
         "new",
         help="write a private key (PEM, 0600) and print its JWKS entry (kid = RFC 7638 thumbprint)",
         description="Writes a new private key for a test client and prints the public key set to publish "

@@ -7,7 +7,10 @@ Interface used by the app factory and the protocol layer:
 - ``AuditStore.record_response(...)`` queues the cards of one response (never blocks, never raises);
   ``AuditStore.record_feedback(...)`` stores feedback idempotently and returns
   ``{"stored": n, "duplicates": n, "unknownCards": [...]}`` (plus ``"queued": n`` when the database was
-  unavailable and the entries wait for a retry); ``report``, ``purge`` and ``close`` as documented there.
+  unavailable and the entries wait for a retry); entries for cards issued to another client are not
+  stored and are listed as unknown; ``report``, ``purge`` and ``close`` as documented there.
+- ``close`` writes what a stop during a database outage leaves unwritten to a spill file that the next
+  ``start`` replays.
 
 See docs/storage.md for what is stored, configuration and commands.
 """

@@ -1,4 +1,4 @@
-"""Subcommands ``report``, ``db upgrade`` and ``purge`` of ``cds-service`` (see ``register_cli``)."""
+"""Subcommands ``report``, ``db upgrade``, ``purge`` and ``keys rotate-patient-key`` of ``cds-service``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or upgrade the schema to the latest version")
     upgrade.set_defaults(func=_database_command(_db_upgrade))
+
+    from cds_service.cli import KEYS_HELP, command_group
+
+    rotate = command_group(subparsers, "keys", KEYS_HELP).add_parser(
+        "rotate-patient-key",
+        help="replace the key file with a new random key (restart the service afterwards)",
+    )
+    rotate.set_defaults(func=_rotate_patient_key)
 
     purge = subparsers.add_parser("purge", help="delete audit records older than the retention period")
     purge.add_argument("--days", type=_days, help="retention in days (default CDS_AUDIT_RETENTION_DAYS, 400)")
@@ -78,12 +86,48 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from cds_service.storage.engine import make_engine
 
     config = StorageConfig.from_settings(Settings.from_env())
+    from cds_service.storage.identity import move_legacy_salt
+
     engine = make_engine(config.database_url)
     try:
         migrate.upgrade(engine)
         print(f"database schema at revision {migrate.current_revision(engine)}")
+        # An older version's salt leaves the database here only when the key's home is named: a migration
+        # job's own disk would take the salt with it when the job ends.
+        if config.patient_id_key or config.patient_id_key_file:
+            with engine.begin() as conn:
+                move_legacy_salt(conn, config.patient_id_key, config.key_file)
     finally:
         engine.dispose()
+    return 0
+
+
+def _rotate_patient_key(args: argparse.Namespace) -> int:
+    from cds_service.storage.config import StorageConfig
+    from cds_service.storage.identity import rotate_key_file
+
+    config = StorageConfig.from_settings(Settings.from_env())
+    if config.patient_id_key:
+        print(
+            "cds-service: the patient-id key comes from CDS_PATIENT_ID_KEY (or CDS_PATIENT_ID_SALT): "
+            "set a new value there (openssl rand -hex 32) and restart every instance",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        rotate_key_file(config.key_file)
+    except OSError as exc:
+        print(
+            f"cds-service: cannot write {config.key_file} ({type(exc).__name__}); a mounted secret is "
+            "rotated where it is managed",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"new patient-id key written to {config.key_file}. Restart the service (every instance using this "
+        "file) to use it. Cards issued from then on carry hashes under the new key; hashes made with the "
+        "old key can no longer be linked to them (the old key is gone unless you kept a copy)."
+    )
     return 0
 
 

@@ -16,8 +16,19 @@ class StorageConfig:
     auto_upgrade: bool = True
     admin_enabled: bool = False
     retention_days: int = 400
-    patient_id_salt: str | None = None
+    patient_id_key: str | None = None  # CDS_PATIENT_ID_KEY (or the deprecated CDS_PATIENT_ID_SALT)
+    patient_id_key_file: Path | None = None  # default <data_dir>/patient-id.key
     queue_size: int = 10_000
+    spill_dir: Path | None = None  # default <data_dir>/audit-spill
+    spill_max_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def key_file(self) -> Path:
+        return self.patient_id_key_file or self.data_dir / "patient-id.key"
+
+    @property
+    def spill_path(self) -> Path:
+        return self.spill_dir or self.data_dir / "audit-spill"
 
     @property
     def is_sqlite(self) -> bool:
@@ -42,6 +53,15 @@ class StorageConfig:
             auto_upgrade=env_flag(env, "CDS_DB_AUTO_UPGRADE", True),
             admin_enabled=env_flag(env, "CDS_ADMIN_ENABLED", False),
             retention_days=env_int(env, "CDS_AUDIT_RETENTION_DAYS", 400, minimum=1),
-            patient_id_salt=(env.get("CDS_PATIENT_ID_SALT") or "").strip() or None,
+            patient_id_key=(env.get("CDS_PATIENT_ID_KEY") or env.get("CDS_PATIENT_ID_SALT") or "").strip()
+            or None,
+            patient_id_key_file=_path(env, "CDS_PATIENT_ID_KEY_FILE"),
             queue_size=env_int(env, "CDS_AUDIT_QUEUE_SIZE", 10_000, minimum=1),
+            spill_dir=_path(env, "CDS_AUDIT_SPILL_DIR"),
+            spill_max_bytes=env_int(env, "CDS_AUDIT_SPILL_MAX_BYTES", 64 * 1024 * 1024, minimum=0),
         )
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = (env.get(name) or "").strip()
+    return Path(raw) if raw else None

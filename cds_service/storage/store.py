@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, DateTime, Engine, delete, select, text
+from sqlalchemy.exc import OperationalError
 
-from cds_service.metrics import AUDIT_WRITE_FAILURES
-from cds_service.storage import migrate
+from cds_service.config import ConfigError
+from cds_service.metrics import (
+    AUDIT_RECORDS_DROPPED,
+    AUDIT_ROWS_REPLAYED,
+    AUDIT_ROWS_SPILLED,
+    AUDIT_WRITE_FAILURES,
+    FEEDBACK_REFUSED,
+)
+from cds_service.storage import migrate, spill
 from cds_service.storage.config import StorageConfig
 from cds_service.storage.dialect import insert_ignore
-from cds_service.storage.engine import make_engine
-from cds_service.storage.identity import load_or_create_salt, patient_hash
-from cds_service.storage.models import Feedback, IssuedCard
+from cds_service.storage.engine import make_engine, private_directory
+from cds_service.storage.identity import existing_key, local_key, move_legacy_salt, patient_hash
+from cds_service.storage.models import Feedback, IssuedCard, StoreMeta
 from cds_service.storage.report import ReportScope, build_report
-from cds_service.storage.writer import BackgroundWriter, InsertRows
+from cds_service.storage.writer import AfterWrite, BackgroundWriter, InsertRows, Job, chunks
 
 log = logging.getLogger("cds_service.storage")
 
@@ -36,15 +47,26 @@ class AuditStore:
     def __init__(self, config: StorageConfig, *, rule_version: str, engine: Engine | None = None) -> None:
         self.config = config
         self.rule_version = rule_version
+        if config.is_sqlite:
+            private_directory(config.data_dir)
         self.engine = engine or make_engine(config.database_url)
-        self._salt = config.patient_id_salt
+        self._key: str | None = config.patient_id_key
         self._ready = False
         self._ready_lock = threading.Lock()
-        self._writer = BackgroundWriter(self.engine, prepare=self.prepare, max_queue=config.queue_size)
+        self._writer = BackgroundWriter(
+            self.engine,
+            prepare=self.prepare,
+            probe=_probe,
+            on_unwritten=self._spill,
+            max_queue=config.queue_size,
+        )
 
     # -- start-up ----------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Migrate (unless disabled) and load the salt; retried before each write until it succeeds."""
+        """Migrate (unless disabled) and settle the patient-id key; retried before each write until done.
+
+        An older version's salt in ``store_meta`` is moved to the key file and deleted from the database.
+        """
         if self._ready:
             return
         with self._ready_lock:
@@ -52,20 +74,42 @@ class AuditStore:
                 return
             if self.config.auto_upgrade:
                 migrate.upgrade(self.engine)
-            if self._salt is None:
-                with self.engine.begin() as conn:
-                    self._salt = load_or_create_salt(conn)
+            with self.engine.begin() as conn:
+                self._key = move_legacy_salt(conn, self._key, self.config.key_file)
             self._ready = True
 
     def start(self) -> bool:
-        """Prepare now if the database answers; otherwise the writer retries later. Never raises."""
+        """Prepare now if the database answers (else the writer retries later); replay spill files.
+
+        Never raises for the database: without it the patient-id key comes from configuration or the
+        key file alone, and records wait in the queue.
+        """
         try:
             self.prepare()
-            return True
+            ready = True
         except Exception as exc:
             AUDIT_WRITE_FAILURES.inc()
             log.error("audit database not ready at start-up (%s); writes will be retried", type(exc).__name__)
-            return False
+            ready = False
+        if self._key is None:  # a broken key file stops the start, not the first hook call
+            self._key = self._key_error_as_config(existing_key, None, self.config.key_file)
+        self._replay()
+        return ready
+
+    def _patient_key(self) -> str:
+        """The key; generated into the key file at the first card recorded without one."""
+        if self._key is None:
+            self._key = self._key_error_as_config(local_key, None, self.config.key_file)
+        return self._key
+
+    def _key_error_as_config(self, read: Callable[..., str | None], *args: Any) -> Any:
+        try:
+            return read(*args)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"the patient-id key file {self.config.key_file} cannot be read or created "
+                f"({type(exc).__name__}); set CDS_PATIENT_ID_KEY_FILE to a readable key file"
+            ) from exc
 
     # -- hook responses ----------------------------------------------------------------------------
     def record_response(
@@ -102,21 +146,22 @@ class AuditStore:
             ]
             if not rows:
                 return
-            # Hash now when the salt is known, so the raw id does not wait in memory.
-            hashed = patient_hash(self._salt, patient_id) if self._salt else None
-
-            def values() -> list[dict[str, Any]]:
-                digest = hashed if hashed or not patient_id else patient_hash(self._salt or "", patient_id)
-                return [{**row, "patient_hash": digest} for row in rows]
-
-            self._writer.submit(InsertRows(IssuedCard, values))
+            digest = patient_hash(self._patient_key(), patient_id)  # the raw id never waits in a queue
+            self._writer.submit(
+                InsertRows(IssuedCard, tuple({**row, "patient_hash": digest} for row in rows))
+            )
         except Exception as exc:  # the hook response must go out whatever happens here
             AUDIT_WRITE_FAILURES.inc()
             log.error("could not queue audit record (%s)", type(exc).__name__)
 
     # -- feedback ----------------------------------------------------------------------------------
     def record_feedback(self, *, service_id: str, items: list[dict[str, Any]], client: object | None) -> dict:
-        """Store validated feedback entries idempotently; on a database failure queue them for retry."""
+        """Store validated feedback entries idempotently; on a database failure queue them for retry.
+
+        Entries for a card issued to another client (``iss`` and ``tenant``) are not stored: to this
+        client such a card is unknown, and it is listed in ``unknownCards`` (counted in
+        ``cds_feedback_entries_refused_total``).
+        """
         now = utcnow()
         iss, tenant = _client(client)
         rows: dict[str, dict[str, Any]] = {}
@@ -125,22 +170,23 @@ class AuditStore:
             rows.setdefault(row["dedupe_key"], row)
         cards = sorted({row["card_uuid"] for row in rows.values()})
         in_request_duplicates = len(items) - len(rows)
+        job = FeedbackRows(service_id, _clip(iss, 512), _clip(tenant, 256), tuple(rows.values()))
         try:
             if not self._writer.failing:  # during an outage waiting for the queue would only add delay
                 self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
             self.prepare()
             with self.engine.begin() as conn:
-                stored, known = _write_feedback(conn, service_id, list(rows.values()))
+                written = job(conn)
         except Exception as exc:
             AUDIT_WRITE_FAILURES.inc()
             log.error("feedback write failed (%s); %d entries queued", type(exc).__name__, len(rows))
-            pending = list(rows.values())
-            self._writer.submit(lambda conn: _write_feedback(conn, service_id, pending))
+            self._writer.submit(job)
             return {"stored": 0, "duplicates": 0, "unknownCards": [], "queued": len(rows)}
+        kept = len(rows) - written.refused_entries
         return {
-            "stored": stored,
-            "duplicates": len(rows) - stored + in_request_duplicates,
-            "unknownCards": [card for card in cards if card not in known],
+            "stored": written.stored,
+            "duplicates": kept - written.stored + in_request_duplicates,
+            "unknownCards": [card for card in cards if card not in written.mine],
         }
 
     # -- reports and maintenance -------------------------------------------------------------------
@@ -167,24 +213,145 @@ class AuditStore:
         return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Drain the queue (at most ``timeout`` seconds) and release connections. Safe to call twice."""
+        """Drain the queue (at most ``timeout`` seconds; the rest goes to the spill file) and release
+        connections. Safe to call twice."""
         self._writer.close(timeout)
         self.engine.dispose()
 
+    # -- the spill file ----------------------------------------------------------------------------
+    def _spill(self, jobs: list[Job]) -> None:
+        """Keep what a stop left unwritten in a spill file; the next start replays it."""
+        records = [record for job in jobs if (record := _to_record(job)) is not None]
+        rows, dropped = spill.write_spill(self.config.spill_path, records, self.config.spill_max_bytes)
+        if dropped:
+            AUDIT_RECORDS_DROPPED.labels(reason="spill_full").inc(dropped)
+            log.error("audit spill folder full (CDS_AUDIT_SPILL_MAX_BYTES): %d records dropped", dropped)
+        if rows:
+            AUDIT_ROWS_SPILLED.inc(rows)
+            log.warning("%d unwritten audit rows kept in %s for the next start", rows, self.config.spill_path)
+        if dropped:
+            return  # the files being replayed keep what did not fit (a record read twice is stored once)
+        # Records replayed from older files are in the new file now (or were written): those files go.
+        for job in jobs:
+            if isinstance(job, AfterWrite):
+                job.action()
 
-def _write_feedback(conn: Connection, service_id: str, rows: list[dict[str, Any]]) -> tuple[int, set[str]]:
-    """Insert new entries; returns (rows inserted, card uuids this service issued)."""
-    uuids = {row["card_uuid"] for row in rows}
-    known = set(
-        conn.execute(
-            select(IssuedCard.card_uuid).where(
-                IssuedCard.card_uuid.in_(uuids), IssuedCard.service_id == service_id
+    def _replay(self) -> None:
+        """Queue the records of every spill file left by an earlier stop; each file goes once written."""
+        try:
+            claimed = spill.claim_spill_files(self.config.spill_path)
+            for path in claimed:
+                jobs = [job for record in spill.read_spill(path) if (job := _from_record(record)) is not None]
+                for job in jobs:
+                    self._writer.submit(job, force=True)
+                self._writer.submit(AfterWrite(functools.partial(spill.remove, path)), force=True)
+                AUDIT_ROWS_REPLAYED.inc(sum(job.rows for job in jobs))
+                log.warning("replaying %d audit records kept at an earlier stop (%s)", len(jobs), path.name)
+        except Exception as exc:  # a broken spill folder must not stop the service
+            log.error("could not replay the audit spill folder (%s)", type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class FeedbackWritten:
+    stored: int
+    mine: set[str]  # cards of this service issued to this client
+    refused_entries: int  # entries for cards issued to another client
+
+
+@dataclass(frozen=True)
+class FeedbackRows:
+    """The entries of one feedback POST, for one client: a writer job, replayable from a spill file."""
+
+    table: ClassVar[str] = "feedback"
+    service_id: str
+    iss: str | None
+    tenant: str | None
+    values: tuple[dict[str, Any], ...]
+
+    @property
+    def rows(self) -> int:
+        return len(self.values)
+
+    def __call__(self, conn: Connection) -> FeedbackWritten:
+        owners: dict[str, tuple[str | None, str | None]] = {}
+        uuids = sorted({row["card_uuid"] for row in self.values})
+        for chunk in chunks(uuids):
+            query = select(IssuedCard.card_uuid, IssuedCard.client_iss, IssuedCard.client_tenant).where(
+                IssuedCard.card_uuid.in_(chunk), IssuedCard.service_id == self.service_id
             )
-        ).scalars()
-    )
-    values = [{**row, "card_known": row["card_uuid"] in known} for row in rows]
-    inserted = conn.execute(insert_ignore(conn, Feedback).returning(Feedback.dedupe_key), values).all()
-    return len(inserted), known
+            owners.update(
+                {card: (card_iss, card_tenant) for card, card_iss, card_tenant in conn.execute(query)}
+            )
+        mine = {card for card, owner in owners.items() if owner == (self.iss, self.tenant)}
+        values = [
+            {**row, "card_known": row["card_uuid"] in mine}
+            for row in self.values
+            if row["card_uuid"] in mine or row["card_uuid"] not in owners
+        ]
+        refused = len(self.values) - len(values)
+        if refused:
+            FEEDBACK_REFUSED.labels(reason="other_client").inc(refused)
+            log.warning("feedback for cards issued to another client refused (%d entries)", refused)
+        statement = insert_ignore(conn, Feedback).returning(Feedback.dedupe_key)
+        stored = sum(len(conn.execute(statement, list(chunk)).all()) for chunk in chunks(values))
+        return FeedbackWritten(stored, mine, refused)
+
+
+def _probe(conn: Connection) -> None:
+    """Raises unless the database takes writes and has the audit tables (then a failing job is to blame).
+
+    Needs no privilege beyond the service's own: SQLite has none (a no-op DELETE takes its write lock,
+    which a locked or read-only file refuses); PostgreSQL says whether the session is read-only.
+    """
+    conn.execute(select(IssuedCard.id).limit(0))
+    conn.execute(select(Feedback.id).limit(0))
+    if conn.dialect.name == "sqlite":
+        conn.execute(delete(StoreMeta).where(StoreMeta.key == "-write-probe-"))
+    elif conn.execute(text("SHOW transaction_read_only")).scalar() == "on":
+        raise OperationalError("SHOW transaction_read_only", {}, RuntimeError("read-only database"))
+
+
+_MODELS: dict[str, type] = {"issued_card": IssuedCard}
+
+
+def _to_record(job: Job) -> dict[str, Any] | None:
+    if isinstance(job, InsertRows) and job.table in _MODELS:
+        return {"kind": job.table, "rows": list(job.values)}
+    if isinstance(job, FeedbackRows):
+        return {
+            "kind": "feedback",
+            "service_id": job.service_id,
+            "iss": job.iss,
+            "tenant": job.tenant,
+            "rows": list(job.values),
+        }
+    return None
+
+
+def _from_record(record: dict[str, Any]) -> Job | None:
+    kind = record.get("kind")
+    rows = record.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return None
+    if kind in _MODELS:
+        model = _MODELS[kind]
+        return InsertRows(model, tuple(_times(model, row) for row in rows))
+    if kind == "feedback":
+        values = tuple(_times(Feedback, row) for row in rows)
+        return FeedbackRows(str(record.get("service_id")), record.get("iss"), record.get("tenant"), values)
+    return None
+
+
+@functools.cache
+def _time_columns(model: type) -> frozenset[str]:
+    table = model.__table__  # type: ignore[attr-defined]
+    return frozenset(column.name for column in table.columns if isinstance(column.type, DateTime))
+
+
+def _times(model: type, row: dict[str, Any]) -> dict[str, Any]:
+    """A spilled row with its times parsed back (JSON has no datetime)."""
+    names = _time_columns(model)
+    return {k: datetime.fromisoformat(v) if k in names and isinstance(v, str) else v for k, v in row.items()}
 
 
 def _feedback_row(
