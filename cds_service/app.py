@@ -8,7 +8,6 @@ from flask import Flask
 
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir_models import preload
-from cds_service.integration.preview import install_preview
 from cds_service.knowledge.loader import KnowledgeError
 from cds_service.observability import install_observability
 from cds_service.protocol.cors import install_cors
@@ -39,7 +38,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_security(app, settings)
     install_storage(app, settings)
     install_cors(app, settings)
-    install_preview(app, settings)
+    if settings.preview_enabled:
+        _install_preview(app, settings)
     app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app
+
+
+def _install_preview(app: Flask, settings: Settings) -> None:
+    # The page renders card details with markdown, from the tools extra the image does not install.
+    from cds_service.integration.tools import require_tools
+
+    require_tools("the card preview page (CDS_PREVIEW_ENABLED=true)", ("markdown",))
+    from cds_service.integration.preview import install_preview
+
+    install_preview(app, settings)
