@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import jwt
 import requests
@@ -67,6 +67,18 @@ class Simulation:
     prefetch_counts: dict[str, int] = field(default_factory=dict)  # key -> resources sent in prefetch
     prefetch: dict[str, Any] | None = field(default=None, repr=False)  # what the templates gave
     elapsed_ms: float = 0.0
+    patient_found: bool = True  # False: the FHIR server answered 404 to Patient/<id> (a mistyped --patient?)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must know beside the cards (also in ``--json`` as ``warnings``)."""
+        if self.patient_found:
+            return []
+        patient = self.request.get("context", {}).get("patientId")
+        return [
+            f"the FHIR server has no Patient/{patient} (HTTP 404 to the Patient read): the cards are for a "
+            "patient it does not know; check --patient"
+        ]
 
 
 # --- tokens ------------------------------------------------------------------------------------------
@@ -254,9 +266,10 @@ def simulate(options: SimulateOptions, session: requests.Session | None = None) 
     spec = HOOKS[options.hook]
     context = {"patientId": options.patient_id, "userId": options.user_id, spec.orders_field: {}}
     prefetch = None
+    reader = FhirReader(options.fhir_server, session, options.fhir_token, options.timeout)
     if options.send_prefetch or options.collect_prefetch:
-        reader = FhirReader(options.fhir_server, session, options.fhir_token, options.timeout)
         prefetch = fill_prefetch(templates, context, options.user_id, reader)
+    patient_found = _patient_found(reader, prefetch, options.patient_id)
     sent = prefetch if options.send_prefetch else None
     body = build_request(
         options.hook,
@@ -288,7 +301,17 @@ def simulate(options: SimulateOptions, session: requests.Session | None = None) 
         prefetch_counts={key: _count(value) for key, value in (sent or {}).items()},
         prefetch=prefetch,
         elapsed_ms=elapsed,
+        patient_found=patient_found,
     )
+
+
+def _patient_found(reader: FhirReader, prefetch: Mapping[str, Any] | None, patient_id: str) -> bool:
+    """Whether the FHIR server knows the patient: from the prefetched Patient, else one read of it."""
+    if prefetch is not None and "patient" in prefetch:
+        patient = prefetch["patient"]
+    else:
+        patient = reader.read(f"Patient/{quote(patient_id, safe='')}")
+    return isinstance(patient, Mapping) and patient.get("resourceType") == "Patient"
 
 
 def _count(value: Any) -> int:
