@@ -189,7 +189,10 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     try:
         order = _read_json(args.order, "order")
-        key = simulator.load_signing_key(args.key, args.kid) if args.key else None
+        try:
+            key = simulator.load_signing_key(args.key, args.kid) if args.key else None
+        except ValueError as exc:
+            raise ValueError(f"--key: {exc}") from exc
         if key is not None and not args.iss:
             return _fail("--iss is required with --key (the issuer the service trusts)")
         options = simulator.SimulateOptions(

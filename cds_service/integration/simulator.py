@@ -67,12 +67,13 @@ class Simulation:
     prefetch_counts: dict[str, int] = field(default_factory=dict)  # key -> resources sent in prefetch
     prefetch: dict[str, Any] | None = field(default=None, repr=False)  # what the templates gave
     elapsed_ms: float = 0.0
-    patient_found: bool = True  # False: the FHIR server answered 404 to Patient/<id> (a mistyped --patient?)
+    # False: the FHIR server answered 404 to Patient/<id> (a mistyped --patient?); None: not known
+    patient_found: bool | None = True
 
     @property
     def warnings(self) -> list[str]:
         """What the user must know beside the cards (also in ``--json`` as ``warnings``)."""
-        if self.patient_found:
+        if self.patient_found is not False:
             return []
         patient = self.request.get("context", {}).get("patientId")
         return [
@@ -163,6 +164,8 @@ def fill_prefetch(
 
 def draft_orders(order: Mapping[str, Any], patient_id: str) -> list[dict[str, Any]]:
     """The order(s) of an ORDER.json as draft resources for this patient (ids and subject filled in)."""
+    if not isinstance(order, Mapping):
+        raise SimulatorError("the order file must hold a FHIR resource or a Bundle of them")
     if order.get("resourceType") == "Bundle":
         resources = [e.get("resource") for e in order.get("entry") or [] if isinstance(e, Mapping)]
     else:
@@ -261,8 +264,8 @@ def discover(session: requests.Session, options: SimulateOptions) -> tuple[str, 
 
 def simulate(options: SimulateOptions, session: requests.Session | None = None) -> Simulation:
     session = session or requests.Session()
+    drafts = draft_orders(options.order, options.patient_id)  # a broken order file fails before any call
     service_id, templates = discover(session, options)
-    drafts = draft_orders(options.order, options.patient_id)
     spec = HOOKS[options.hook]
     context = {"patientId": options.patient_id, "userId": options.user_id, spec.orders_field: {}}
     prefetch = None
@@ -305,12 +308,19 @@ def simulate(options: SimulateOptions, session: requests.Session | None = None) 
     )
 
 
-def _patient_found(reader: FhirReader, prefetch: Mapping[str, Any] | None, patient_id: str) -> bool:
-    """Whether the FHIR server knows the patient: from the prefetched Patient, else one read of it."""
+def _patient_found(reader: FhirReader, prefetch: Mapping[str, Any] | None, patient_id: str) -> bool | None:
+    """Whether the FHIR server knows the patient: from the prefetched Patient, else one read of it.
+
+    None when that read fails otherwise: without prefetch the call goes on, and the service's own
+    reads (and its cards) say what it could not get.
+    """
     if prefetch is not None and "patient" in prefetch:
         patient = prefetch["patient"]
     else:
-        patient = reader.read(f"Patient/{quote(patient_id, safe='')}")
+        try:
+            patient = reader.read(f"Patient/{quote(patient_id, safe='')}")
+        except (SimulatorError, ValueError):
+            return None
     return isinstance(patient, Mapping) and patient.get("resourceType") == "Patient"
 
 
