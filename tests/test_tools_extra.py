@@ -99,6 +99,25 @@ def test_the_preview_page_without_markdown_stops_the_start(
     assert err.count("\n") == 1 and "CDS_PREVIEW_ENABLED=true" in err and HINT in err
 
 
+def test_dev_with_the_preview_page_and_no_markdown_says_one_line_and_nothing_else(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.modules['markdown'] = None; "
+        "from cds_service.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "CDS_AUTH": "off", "CDS_DATA_DIR": str(tmp_path), "CDS_PREVIEW_ENABLED": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, "dev", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr  # no warning or migration log before it
+    assert "CDS_PREVIEW_ENABLED=true" in result.stderr and HINT in result.stderr
+
+
 def test_the_service_serves_hook_calls_without_the_tools_extra(tmp_path: Path) -> None:
     """What the image runs: no rich, markdown or pygments importable, a hook call answered with its cards."""
     script = """
