@@ -117,20 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KnowledgeError as exc:  # evaluate on a damaged cards/: the loader's line, not a traceback
         print(f"cds-service: knowledge base is broken: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    except ImportError as exc:
-        package = missing_tools_package(exc)
-        if package is None:
-            raise
-        print(f"cds-service: {ToolsMissing(f'cds-service {args.command}', package)}", file=sys.stderr)
-        return 2
     except OSError as exc:  # a file or socket the command needed; the path, never a traceback
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {exc.filename}:" if exc.filename else ""
         print(f"cds-service: {args.command}:{where} {exc.strerror or type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cds-service: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line for the user; CDS_CLI_TRACEBACK=1 shows where
+        package = missing_tools_package(exc) if isinstance(exc, ImportError) else None
+        if package is not None:  # a tools import deep inside a command
+            print(f"cds-service: {ToolsMissing(f'cds-service {args.command}', package)}", file=sys.stderr)
+            return 2
         if os.environ.get("CDS_CLI_TRACEBACK", "").strip().lower() in {"1", "true", "yes", "on"}:
             raise
         detail = " ".join(str(exc).split())[:200]

@@ -13,7 +13,7 @@ import pytest
 from fixture_cases import request_of
 from flask import Flask
 from live_server import serving
-from sekmet_server import free_port
+from sekmet_server import FhirServer, free_port
 
 from cds_service.cli import main
 from cds_service.integration.fixtures import Case
@@ -115,6 +115,21 @@ def test_an_unreachable_fhir_server(
     assert f"FHIR server {closed}/ unreachable" in line
 
 
+@pytest.mark.integration
+def test_an_unwritable_save_request_path(
+    order_file: Path,
+    fhir_server: FhirServer,
+    make_service: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "no-such-dir" / "sent.json"
+    with serving(make_service()) as url:
+        argv = [*simulate(fhir_server.base_url, order_file, url), "--save-request", str(target)]
+        line = one_line_error(capsys, argv)
+    assert line == f"cds-service: simulate: {target}: No such file or directory"
+
+
 def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     """The console script itself, in a process of its own: status 2 and one line."""
     (tmp_path / "key.pem").write_text("not a key")
@@ -128,18 +143,30 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (RuntimeError("something nobody expected"), "RuntimeError: something nobody expected"),
+        (ImportError("no module named 'lxml'", name="lxml"), "ImportError: no module named 'lxml'"),
+    ],
+    ids=["runtime-error", "import-error-not-tools"],
+)
 def test_an_unexpected_error_is_one_line_too(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    error: Exception,
+    shown: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     from cds_service.integration import cli as integration_cli
 
     def broken(args: Any) -> int:
-        raise RuntimeError("something nobody expected")
+        raise error
 
     monkeypatch.setattr(integration_cli, "run_evaluate", broken)
     monkeypatch.delenv("CDS_CLI_TRACEBACK", raising=False)
     line = one_line_error(capsys, ["evaluate", str(tmp_path / "x.json")])
-    assert "evaluate failed (RuntimeError: something nobody expected)" in line
+    assert f"evaluate failed ({shown})" in line
     monkeypatch.setenv("CDS_CLI_TRACEBACK", "1")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(type(error)):
         main(["evaluate", str(tmp_path / "x.json")])
