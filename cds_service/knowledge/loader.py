@@ -1,7 +1,7 @@
 """Load and validate the knowledge base in ``cards/`` once, at start-up.
 
 Everything a pharmacist reviews — card texts, override reasons, code lists, dose caps — lives there as
-data. A broken or missing file (every file the code reads is listed in ``requirements.py``) stops the
+data. A broken or missing file (every file a rule declares, see ``requirements.py``) stops the
 start with one line naming the file and the problem, never a half-loaded rule set. A site directory
 (``site.py``) adds codes and tunes topics on top; ``knowledge_version`` names the result.
 """
@@ -222,26 +222,28 @@ def _check_requirements(
     valuesets: Mapping[str, CodeMatcher],
     data: Mapping[str, Any],
 ) -> None:
-    """Every value set, table (and key) and topic the code reads is there (requirements.py)."""
+    """Every value set, table (and key) and topic the rules declare (and the service reads) is there,
+    and every topic of the CodeSystem has a definition and a rule that produces it."""
     codesystem = cards_dir / CODESYSTEM
-    for name, reader in requirements.VALUESETS.items():
+    needed = requirements.declared()
+    for name, reader in needed.valuesets.items():
         if name not in valuesets:
             raise KnowledgeError(
                 f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing ({reader} reads it)"
             )
-    for name, keys in requirements.TABLES.items():
+    for name in needed.tables:
         path = cards_dir / f"{name}.yaml"
         table = data.get(name)
         if table is None:
             raise KnowledgeError(f"{path}: missing or empty")
         if not isinstance(table, Mapping):
             raise KnowledgeError(f"{path}: expected a mapping")
-        for key, expected in keys.items():
+        for key, expected in requirements.TABLE_KEYS.get(name, {}).items():
             if key not in table:
                 raise KnowledgeError(f"{path}: '{key}' is missing")
             if not isinstance(table[key], expected) or isinstance(table[key], bool):
                 raise KnowledgeError(f"{path}: '{key}' must be a {_KINDS.get(expected, expected)}")
-    for topic in requirements.TOPICS:
+    for topic in needed.topics:
         if topic not in displays:
             raise KnowledgeError(f"{codesystem}: topic '{topic}' is missing (the rules produce it)")
     for topic in displays:
@@ -249,6 +251,8 @@ def _check_requirements(
             raise KnowledgeError(
                 f"{cards_dir / 'topics' / (topic + '.yaml')}: missing (topic '{topic}' of {CODESYSTEM})"
             )
+        if topic not in needed.topics:
+            raise KnowledgeError(f"{codesystem}: topic '{topic}' has no rule that produces it")
 
 
 def _load_valuesets(cards_dir: Path, site: SiteFiles | None) -> dict[str, CodeMatcher]:

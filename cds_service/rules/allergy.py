@@ -6,14 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from cds_service.record import coded, concept_text, is_refuted
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "aminopyridine-hypersensitivity"
 _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens")
 
 
+@rule(
+    TOPIC,
+    check="aminopyridine allergy",
+    reads=("allergies",),
+    valuesets=_VALUESETS,
+)
 def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
-    orders = ctx.amifampridine_orders()
+    orders = ctx.facts.amifampridine_orders
     if not orders:
         return []
     # By code (the allergy's or a reaction substance's), else by a name in their texts that no cue

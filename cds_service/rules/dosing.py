@@ -13,21 +13,10 @@ the weight-needed card says what the under-45 kg row would mean.
 from __future__ import annotations
 
 from cds_service.dose import DoseResult
+from cds_service.facts import fmt_mg
+from cds_service.knowledge.dose_table import Regimen
 from cds_service.record import Order
-from cds_service.rules.base import Finding, RuleContext, Suggestion
-from cds_service.rules.dose_table import Regimen
-from cds_service.rules.hepatic import liver_conditions
-from cds_service.rules.nat2 import POOR, nat2_status
-from cds_service.rules.patient import (
-    band_for,
-    dose_of,
-    fmt_mg,
-    is_new_start,
-    order_date,
-    previous_order,
-    table,
-)
-from cds_service.rules.renal import ESRD, IMPAIRED, renal_status
+from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
 from cds_service.rules.suggest import capped_regimen, regimen_words, split_regimen, update_suggestion
 
 _EPSILON = 1e-9
@@ -40,7 +29,7 @@ def _assumptions(dose: DoseResult) -> str:
 
 
 def _common(ctx: RuleContext, order: Order, dose: DoseResult) -> dict[str, object]:
-    band = band_for(ctx, order)
+    band = ctx.facts.order(order).band
     return {
         "drug": order.name,
         "mg_per_dose": fmt_mg(dose.mg_per_dose or 0),
@@ -48,28 +37,29 @@ def _common(ctx: RuleContext, order: Order, dose: DoseResult) -> dict[str, objec
         "arithmetic": dose.arithmetic + _assumptions(dose),
         "patient": band.describe(),
         "row": band.row.words,
-        "label_version": table(ctx).label,
+        "label_version": ctx.facts.table.label,
     }
 
 
 def _computed(ctx: RuleContext) -> list[tuple[Order, DoseResult]]:
     pairs = []
-    for order in ctx.amifampridine_orders():
-        dose = dose_of(ctx, order)
+    for order in ctx.facts.amifampridine_orders:
+        dose = ctx.facts.order(order).dose
         if dose.ok and dose.mg_per_dose is not None and dose.mg_per_day is not None:
             pairs.append((order, dose))
     return pairs
 
 
+@rule("dose-unverifiable", check="dose arithmetic", tables=("dose-caps",))
 def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     findings = []
-    for order in ctx.amifampridine_orders():
-        dose = dose_of(ctx, order)
+    for order in ctx.facts.amifampridine_orders:
+        dose = ctx.facts.order(order).dose
         if dose.ok:
             ctx.note("dose", f"{order.reference}: {dose.arithmetic}")
             continue
         ctx.note("dose-unverifiable", f"{order.reference}: {dose.reason}")
-        row = band_for(ctx, order).row
+        row = ctx.facts.order(order).band.row
         findings.append(
             Finding(
                 topic="dose-unverifiable",
@@ -87,7 +77,7 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
 
 
 def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
-    row = band_for(ctx, order).row
+    row = ctx.facts.order(order).band.row
     # First choice: keep the daily amount, in more and smaller doses; else cap each dose.
     split = split_regimen(dose.mg_per_day or 0, row.max_single_mg, row.max_daily_mg, row.rounding_mg)
     if split is not None:
@@ -108,7 +98,7 @@ def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
     """Orders whose dose ``per`` ("dose" or "day") is above the cap of their Table 1 row."""
     findings = []
     for order, dose in _computed(ctx):
-        row = band_for(ctx, order).row
+        row = ctx.facts.order(order).band.row
         amount, cap = (
             (dose.mg_per_dose, row.max_single_mg) if per == "dose" else (dose.mg_per_day, row.max_daily_mg)
         )
@@ -119,36 +109,41 @@ def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
     return findings
 
 
+@rule("dose-single-max", check="maximum single dose", tables=("dose-caps",))
 def dose_single_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-single-max", per="dose")
 
 
+@rule("dose-daily-max", check="maximum daily dose", tables=("dose-caps",))
 def dose_daily_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-daily-max", per="day")
 
 
-def lowest_start_reasons(ctx: RuleContext, order: Order) -> list[str]:
-    """The conditions whose own cards carry the lowest initial dose for this order."""
-    reasons = []
-    if renal_status(ctx, order_date(ctx, order)).level in {ESRD, IMPAIRED}:
-        reasons.append("renal impairment")
-    if liver_conditions(ctx):
-        reasons.append("hepatic impairment")
-    nat2 = nat2_status(ctx)
-    if nat2 is not None and nat2.phenotype == POOR:
-        reasons.append("NAT2 poor metabolizer")
-    return reasons
-
-
+# The starting dose stays silent when a renal, hepatic or NAT2 card carries the lowest start: it reads
+# those facts, and so the value sets and tables behind them.
+@rule(
+    "starting-dose",
+    check="starting dose of a new start",
+    reads=("medications",),
+    valuesets=(
+        "renal-function-observations",
+        "kidney-conditions",
+        "end-stage-renal-disease",
+        "liver-conditions",
+        "nat2-observations",
+    ),
+    tables=("dose-caps", "nat2"),
+)
 def starting_dose(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order, dose in _computed(ctx):
-        if not is_new_start(ctx, order):
+        facts = ctx.facts.order(order)
+        if not facts.new_start:
             continue
-        row = band_for(ctx, order).row
+        row = facts.band.row
         if (dose.mg_per_day or 0) <= row.initial_high_mg + _EPSILON:
             continue
-        reasons = lowest_start_reasons(ctx, order)
+        reasons = facts.lowest_start_reasons
         if reasons:
             ctx.note(
                 "starting-dose", f"left to the {', '.join(reasons)} card(s), which carry the lowest start"
@@ -172,14 +167,16 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
+@rule("titration-step", check="titration step", reads=("medications",), tables=("dose-caps",))
 def titration_step(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order, dose in _computed(ctx):
-        previous = previous_order(ctx, order)
+        facts = ctx.facts.order(order)
+        previous = facts.previous
         if previous is None:
             continue
-        before = dose_of(ctx, previous)
-        row = band_for(ctx, order).row
+        before = ctx.facts.order(previous).dose
+        row = facts.band.row
         params = _common(ctx, order, dose) | {
             "previous": previous.name,
             "previous_reference": previous.reference,

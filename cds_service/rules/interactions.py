@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cds_service.knowledge.classify import (
-    AMIFAMPRIDINE,
     CHOLINERGIC,
     OTHER_AMINOPYRIDINE,
     SEIZURE_THRESHOLD,
     matched_name,
 )
 from cds_service.record import Order, parse_date
-from cds_service.rules.base import Finding, RuleContext, Suggestion
+from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
 from cds_service.rules.suggest import delete_suggestion
 
 SEIZURE_TOPIC = "seizure-threshold-drug"
@@ -37,15 +36,10 @@ def _status(order: Order) -> str:
     return f"active prescription since {since.isoformat()}" if since else "active prescription"
 
 
-def _amifampridine_present(ctx: RuleContext) -> list[Order]:
-    """Every amifampridine order of the patient: current, and drafted in this session."""
-    return [*ctx.current_amifampridine(), *(d for d in ctx.drafts if d.is_(AMIFAMPRIDINE))]
-
-
 def _pairs(ctx: RuleContext, drug_class: str) -> Iterable[tuple[Order, Order, Order]]:
     """(amifampridine order, co-drug order, the order in question the card is about), once per co-drug."""
     in_question = {id(o) for o in ctx.orders}
-    amifampridine = _amifampridine_present(ctx)
+    amifampridine = ctx.facts.concurrent_amifampridine
     asked = [a for a in amifampridine if id(a) in in_question]
     co_drugs = [o for o in [*ctx.record.current_orders, *ctx.drafts] if o.is_(drug_class)]
     for co_drug in co_drugs:
@@ -87,17 +81,35 @@ def _class_rule(ctx: RuleContext, topic: str, drug_class: str) -> list[Finding]:
     return [_finding(ctx, topic, drug_class, a, c, about) for a, c, about in _pairs(ctx, drug_class)]
 
 
+@rule(
+    SEIZURE_TOPIC,
+    check="co-medication that lowers the seizure threshold",
+    reads=("medications",),
+    valuesets=("seizure-threshold-lowering-drugs",),
+)
 def seizure_threshold_drug(ctx: RuleContext) -> list[Finding]:
     return _class_rule(ctx, SEIZURE_TOPIC, SEIZURE_THRESHOLD)
 
 
+@rule(
+    CHOLINERGIC_TOPIC,
+    check="cholinergic co-medication",
+    reads=("medications",),
+    valuesets=("cholinergic-drugs",),
+)
 def cholinergic_drug(ctx: RuleContext) -> list[Finding]:
     return _class_rule(ctx, CHOLINERGIC_TOPIC, CHOLINERGIC)
 
 
+@rule(
+    DUPLICATE_TOPIC,
+    check="duplicate aminopyridine therapy",
+    reads=("medications",),
+    valuesets=("amifampridine", "other-aminopyridines"),
+)
 def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
     findings = _class_rule(ctx, DUPLICATE_TOPIC, OTHER_AMINOPYRIDINE)
-    drafts = [d for d in ctx.drafts if d.is_(AMIFAMPRIDINE)]
+    drafts = ctx.facts.drafted_amifampridine
     asked = [d for d in drafts if any(d is o for o in ctx.orders)]
     if len(drafts) >= 2 and asked:
         about = asked[0]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cds_service.facts import fmt_mg
 from cds_service.record import Order
 from cds_service.rules.base import RuleContext, Suggestion
-from cds_service.rules.patient import band_for, dose_of, fmt_mg, is_new_start
 from cds_service.rules.suggest import regimen_words, update_suggestion
 
 
@@ -23,12 +23,13 @@ class StartAdvice:
 
 def lowest_start_advice(ctx: RuleContext, order: Order, why: str, *, suggest: bool = True) -> StartAdvice:
     """Whether this order should start lower, in words, with an update suggestion when it should."""
-    row = band_for(ctx, order).row
+    facts = ctx.facts.order(order)
+    row = facts.band.row
     regimen = row.lowest_start
     target = f"{fmt_mg(row.initial_low_mg)} mg/day, e.g. {regimen_words(regimen)}"
-    dose = dose_of(ctx, order)
+    dose = facts.dose
     label = f"Start at the lowest initial dose: {regimen_words(regimen)}"
-    if not is_new_start(ctx, order):
+    if not facts.new_start:
         return StartAdvice(
             f"The patient already takes amifampridine, so this is a dose change: titrate slowly and watch "
             f"for adverse reactions ({why}).",

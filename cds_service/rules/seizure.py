@@ -7,13 +7,19 @@ from typing import Any
 
 from cds_service.knowledge.valuesets import CodeMatcher
 from cds_service.record import coded, concept_text, has_code, is_refuted
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "seizure-history"
 
 
+@rule(
+    TOPIC,
+    check="history of seizures",
+    reads=("conditions",),
+    valuesets=("seizure-disorders", "febrile-seizures"),
+)
 def seizure_history(ctx: RuleContext) -> list[Finding]:
-    orders = ctx.amifampridine_orders()
+    orders = ctx.facts.amifampridine_orders
     if not orders:
         return []
     seizures = ctx.knowledge.valueset("seizure-disorders")

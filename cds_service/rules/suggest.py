@@ -14,10 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.facts import fmt_mg
+from cds_service.knowledge.dose_table import Regimen
 from cds_service.record import Order
 from cds_service.rules.base import Action, RuleContext, Suggestion
-from cds_service.rules.dose_table import Regimen
-from cds_service.rules.patient import fmt_mg
 
 UCUM = "http://unitsofmeasure.org"
 _TIMES = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}

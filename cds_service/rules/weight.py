@@ -6,9 +6,9 @@ against each row. Adults use the first row whatever their weight, so they never 
 
 from __future__ import annotations
 
-from cds_service.rules.base import Finding, RuleContext
-from cds_service.rules.dose_table import CHILD_UNDER_45KG, STANDARD, DoseRow
-from cds_service.rules.patient import band_for, dose_of, fmt_mg, table
+from cds_service.facts import fmt_mg
+from cds_service.knowledge.dose_table import CHILD_UNDER_45KG, STANDARD, DoseRow
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "weight-needed"
 
@@ -30,11 +30,19 @@ def _against(row: DoseRow, mg_per_dose: float, mg_per_day: float) -> str:
     return "too high: " + " and ".join(over) if over else "within the caps"
 
 
+@rule(
+    TOPIC,
+    check="weight-based dose caps for children",
+    reads=("patient", "weight"),
+    valuesets=("body-weight-observations",),
+    tables=("dose-caps",),
+)
 def weight_needed(ctx: RuleContext) -> list[Finding]:
     findings = []
-    rows = table(ctx)
-    for order in ctx.amifampridine_orders():
-        band = band_for(ctx, order)
+    facts = ctx.facts
+    rows = facts.table
+    for order in facts.amifampridine_orders:
+        band = facts.order(order).band
         if not band.weight_unknown:
             continue
         if band.weight is None:
@@ -50,7 +58,7 @@ def weight_needed(ctx: RuleContext) -> list[Finding]:
                 f"{ctx.options.weight_max_age_days} days this service accepts for a child"
             )
         small, large = rows.row(CHILD_UNDER_45KG), rows.row(STANDARD)
-        dose = dose_of(ctx, order)
+        dose = facts.order(order).dose
         if dose.ok and dose.mg_per_dose is not None and dose.mg_per_day is not None:
             split = fmt_mg(rows.child_weight_split_kg)
             below = _against(small, dose.mg_per_dose, dose.mg_per_day)
