@@ -28,6 +28,7 @@ from cds_service.knowledge.site import (
     read_site,
     tune_topic,
 )
+from cds_service.knowledge.templates import fill
 from cds_service.knowledge.textmatch import TEXT_NEGATION, CueError, compile_cues
 from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, check_addition, compile_valueset
 
@@ -65,11 +66,23 @@ class TopicDefinition:
     detail: str
     override_reasons: tuple[OverrideReason, ...]
     variants: Mapping[str, CardVariant] = field(default_factory=dict)
+    # Sentences a rule puts into the texts (``{advice}``, ``{direction}``...), by name.
+    sentences: Mapping[str, str] = field(default_factory=dict)
+    # The labels of the card's suggestions, by name.
+    suggestions: Mapping[str, str] = field(default_factory=dict)
 
     def variant(self, name: str | None) -> CardVariant:
         if name is None:
             return CardVariant(self.indicator, self.summary, self.detail)
         return self.variants[name]
+
+    def say(self, name: str, **params: Any) -> str:
+        """The sentence ``name`` with ``params`` filled in (the loader checked that it exists)."""
+        return fill(self.sentences[name], params)
+
+    def label(self, name: str, **params: Any) -> str:
+        """The suggestion label ``name`` with ``params`` filled in."""
+        return fill(self.suggestions[name], params)
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,14 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
             spec.get("summary", data.get("summary", "")),
             spec.get("detail", data.get("detail", "")),
         )
+    texts = {}
+    for key in ("sentences", "suggestions"):
+        block = data.get(key) or {}
+        if not isinstance(block, dict) or not all(
+            isinstance(text, str) and text.strip() for text in block.values()
+        ):
+            raise KnowledgeError(f"{path}: '{key}' must map names to non-empty texts")
+        texts[key] = {str(name): " ".join(text.split()) for name, text in block.items()}
     definition = TopicDefinition(
         topic=topic,
         display=displays[topic],
@@ -179,9 +200,14 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
         detail=_require_str(data, "detail", path),
         override_reasons=tuple(reasons),
         variants=variants,
+        sentences=texts["sentences"],
+        suggestions=texts["suggestions"],
     )
-    for key, text in [("summary", definition.summary), ("detail", definition.detail)] + [
-        (f"variants.{name}", v.summary + v.detail) for name, v in variants.items()
+    for key, text in [
+        ("summary", definition.summary),
+        ("detail", definition.detail),
+        *((f"variants.{name}", v.summary + v.detail) for name, v in variants.items()),
+        *((f"{block}.{name}", text) for block in texts for name, text in texts[block].items()),
     ]:
         _check_template(text, path, key)
     return definition
@@ -253,6 +279,11 @@ def _check_requirements(
             )
         if topic not in needed.topics:
             raise KnowledgeError(f"{codesystem}: topic '{topic}' has no rule that produces it")
+    for (topic, block, name), reader in needed.texts.items():
+        if name not in getattr(topics[topic], block):
+            raise KnowledgeError(
+                f"{cards_dir / 'topics' / (topic + '.yaml')}: {block}.{name} is missing ({reader} uses it)"
+            )
 
 
 def _load_valuesets(cards_dir: Path, site: SiteFiles | None) -> dict[str, CodeMatcher]:

@@ -65,6 +65,8 @@ class Requirements:
     valuesets: Mapping[str, str]  # value set -> who reads it
     tables: Mapping[str, str]  # table -> who reads it
     topics: Mapping[str, str]  # card topic -> the rule that produces it
+    # (topic, "variants" | "sentences" | "suggestions", name) -> the rule that uses it
+    texts: Mapping[tuple[str, str, str], str]
 
 
 def _add(readers: dict[str, list[str]], name: str, reader: str) -> None:
@@ -79,8 +81,12 @@ def declared() -> Requirements:
     valuesets: dict[str, list[str]] = {}
     tables: dict[str, list[str]] = {}
     topics: dict[str, str] = {DATA_UNAVAILABLE: "the engine"}
+    texts: dict[tuple[str, str, str], str] = {}
     for spec in RULES:
         reader = f"the {spec.name} rule"
+        for block in ("variants", "sentences", "suggestions"):
+            for name in getattr(spec, block):
+                texts.setdefault((spec.name, block, name), reader)
         for name in spec.valuesets:
             _add(valuesets, name, reader)
         for name in spec.tables:
@@ -95,6 +101,7 @@ def declared() -> Requirements:
         valuesets={name: _words(readers) for name, readers in valuesets.items()},
         tables={name: _words(readers) for name, readers in tables.items()},
         topics=topics,
+        texts=texts,
     )
 
 

@@ -99,6 +99,10 @@ class RuleSpec:
     valuesets: tuple[str, ...]  # cards/valuesets/<name>.valueset.json it uses
     tables: tuple[str, ...]  # cards/<name>.yaml tables it uses
     run: Rule
+    # What it reads from its topic's definition (cards/topics/<name>.yaml) besides the main texts.
+    variants: tuple[str, ...] = ()
+    sentences: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()  # suggestion labels
 
 
 REGISTRY: list[RuleSpec] = []  # in declaration order (rules/__init__.py imports the modules in order)
@@ -112,9 +116,13 @@ def rule(
     valuesets: Sequence[str] = (),
     tables: Sequence[str] = (),
     also: Sequence[str] = (),
+    variants: Sequence[str] = (),
+    sentences: Sequence[str] = (),
+    suggestions: Sequence[str] = (),
 ) -> Callable[[Rule], Rule]:
     """Declare a rule: ``topic`` (and ``also``, further topics it may produce), the prefetch keys it
-    ``reads`` (it does not run without them), the value sets and tables it uses, and its ``check``."""
+    ``reads`` (it does not run without them), the value sets and tables it uses, its ``check``, and the
+    ``variants``, ``sentences`` and ``suggestions`` (labels) of its topic's definition it uses."""
 
     def register(run: Rule) -> Rule:
         REGISTRY.append(
@@ -126,6 +134,9 @@ def rule(
                 valuesets=tuple(valuesets),
                 tables=tuple(tables),
                 run=run,
+                variants=tuple(variants),
+                sentences=tuple(sentences),
+                suggestions=tuple(suggestions),
             )
         )
         return run

@@ -22,19 +22,21 @@ from cds_service.rules.suggest import capped_regimen, regimen_words, split_regim
 _EPSILON = 1e-9
 
 
-def _assumptions(dose: DoseResult) -> str:
+def _arithmetic(ctx: RuleContext, topic: str, dose: DoseResult) -> str:
+    """The dose arithmetic, then what the reading assumed (in the topic's words)."""
     if not dose.assumptions:
-        return ""
-    return " Assumed: " + "; ".join(dose.assumptions) + "."
+        return dose.arithmetic
+    assumed = ctx.knowledge.topic(topic).say("assumed", assumptions="; ".join(dose.assumptions))
+    return f"{dose.arithmetic} {assumed}"
 
 
-def _common(ctx: RuleContext, order: Order, dose: DoseResult) -> dict[str, object]:
+def _common(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> dict[str, object]:
     band = ctx.facts.order(order).band
     return {
         "drug": order.name,
         "mg_per_dose": fmt_mg(dose.mg_per_dose or 0),
         "mg_per_day": fmt_mg(dose.mg_per_day or 0),
-        "arithmetic": dose.arithmetic + _assumptions(dose),
+        "arithmetic": _arithmetic(ctx, topic, dose),
         "patient": band.describe(),
         "row": band.row.words,
         "label_version": ctx.facts.table.label,
@@ -76,12 +78,13 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
+def _cap_suggestion(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
+    words = ctx.knowledge.topic(topic)
     row = ctx.facts.order(order).band.row
     # First choice: keep the daily amount, in more and smaller doses; else cap each dose.
     split = split_regimen(dose.mg_per_day or 0, row.max_single_mg, row.max_daily_mg, row.rounding_mg)
     if split is not None:
-        return (update_suggestion(ctx, order, split, f"Split into {regimen_words(split)}"),)
+        return (update_suggestion(ctx, order, split, words.label("split", regimen=regimen_words(split))),)
     regimen = capped_regimen(
         dose.mg_per_dose or 0,
         dose.doses_per_day or 1,
@@ -91,7 +94,8 @@ def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[S
     )
     if regimen is None:
         return ()
-    return (update_suggestion(ctx, order, regimen, f"Reduce to {regimen_words(regimen)}"),)
+    label = words.label("reduce", regimen=regimen_words(regimen))
+    return (update_suggestion(ctx, order, regimen, label),)
 
 
 def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
@@ -104,17 +108,30 @@ def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
         )
         if (amount or 0) <= cap + _EPSILON:
             continue
-        params = _common(ctx, order, dose) | {"cap": fmt_mg(cap)}
-        findings.append(Finding(topic, params, order=order, suggestions=_cap_suggestion(ctx, order, dose)))
+        params = _common(ctx, topic, order, dose) | {"cap": fmt_mg(cap)}
+        suggestions = _cap_suggestion(ctx, topic, order, dose)
+        findings.append(Finding(topic, params, order=order, suggestions=suggestions))
     return findings
 
 
-@rule("dose-single-max", check="maximum single dose", tables=("dose-caps",))
+@rule(
+    "dose-single-max",
+    check="maximum single dose",
+    tables=("dose-caps",),
+    sentences=("assumed",),
+    suggestions=("split", "reduce"),
+)
 def dose_single_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-single-max", per="dose")
 
 
-@rule("dose-daily-max", check="maximum daily dose", tables=("dose-caps",))
+@rule(
+    "dose-daily-max",
+    check="maximum daily dose",
+    tables=("dose-caps",),
+    sentences=("assumed",),
+    suggestions=("split", "reduce"),
+)
 def dose_daily_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-daily-max", per="day")
 
@@ -133,6 +150,8 @@ def dose_daily_max(ctx: RuleContext) -> list[Finding]:
         "nat2-observations",
     ),
     tables=("dose-caps", "nat2"),
+    sentences=("assumed",),
+    suggestions=("initial-range",),
 )
 def starting_dose(ctx: RuleContext) -> list[Finding]:
     findings = []
@@ -150,12 +169,12 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
             )
             continue
         target: Regimen = row.initial_high
-        params = _common(ctx, order, dose) | {
+        params = _common(ctx, "starting-dose", order, dose) | {
             "initial_low": fmt_mg(row.initial_low_mg),
             "initial_high": fmt_mg(row.initial_high_mg),
             "step": fmt_mg(row.titration_step_mg),
         }
-        label = f"Start within the initial range: {regimen_words(target)}"
+        label = ctx.knowledge.topic("starting-dose").label("initial-range", regimen=regimen_words(target))
         findings.append(
             Finding(
                 "starting-dose",
@@ -167,7 +186,14 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-@rule("titration-step", check="titration step", reads=("medications",), tables=("dose-caps",))
+@rule(
+    "titration-step",
+    check="titration step",
+    reads=("medications",),
+    tables=("dose-caps",),
+    variants=("previous-dose-unknown",),
+    sentences=("assumed", "previous-dose-unreadable"),
+)
 def titration_step(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order, dose in _computed(ctx):
@@ -177,7 +203,7 @@ def titration_step(ctx: RuleContext) -> list[Finding]:
             continue
         before = ctx.facts.order(previous).dose
         row = facts.band.row
-        params = _common(ctx, order, dose) | {
+        params = _common(ctx, "titration-step", order, dose) | {
             "previous": previous.name,
             "previous_reference": previous.reference,
             "step": fmt_mg(row.titration_step_mg),
@@ -185,7 +211,8 @@ def titration_step(ctx: RuleContext) -> list[Finding]:
         if not before.ok or before.mg_per_day is None:
             # The step cannot be judged: say so on the card rather than only in the explain output.
             ctx.note("titration-step", f"{previous.reference}: current dose unknown ({before.reason})")
-            params["why"] = before.reason_text or "its dose could not be read"
+            words = ctx.knowledge.topic("titration-step")
+            params["why"] = before.reason_text or words.say("previous-dose-unreadable")
             findings.append(Finding("titration-step", params, order=order, variant="previous-dose-unknown"))
             continue
         rise = (dose.mg_per_day or 0) - before.mg_per_day

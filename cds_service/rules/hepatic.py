@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cds_service.record import coded, concept_text
+from cds_service.rules import lowest_start
 from cds_service.rules.base import Finding, RuleContext, rule
 from cds_service.rules.lowest_start import lowest_start_advice
 
@@ -18,6 +19,8 @@ TOPIC = "hepatic-impairment"
     reads=("conditions",),
     valuesets=("liver-conditions",),
     tables=("dose-caps",),
+    sentences=lowest_start.SENTENCES,
+    suggestions=lowest_start.SUGGESTIONS,
 )
 def hepatic_impairment(ctx: RuleContext) -> list[Finding]:
     orders = ctx.facts.amifampridine_orders
@@ -33,7 +36,7 @@ def hepatic_impairment(ctx: RuleContext) -> list[Finding]:
     ctx.note(TOPIC, "liver condition: " + ", ".join(f"Condition/{c.get('id')}" for c in conditions))
     findings = []
     for order in orders:
-        advice = lowest_start_advice(ctx, order, "hepatic impairment")
+        advice = lowest_start_advice(ctx, order, TOPIC)
         findings.append(
             Finding(
                 topic=TOPIC,

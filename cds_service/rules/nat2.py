@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cds_service.facts import POOR
 from cds_service.record import effective_date
+from cds_service.rules import lowest_start
 from cds_service.rules.base import Finding, RuleContext, rule
 from cds_service.rules.lowest_start import lowest_start_advice
 
@@ -19,6 +20,8 @@ TOPIC = "nat2-poor-metabolizer"
     reads=("nat2",),
     valuesets=("nat2-observations",),
     tables=("nat2", "dose-caps"),
+    sentences=lowest_start.SENTENCES,
+    suggestions=lowest_start.SUGGESTIONS,
 )
 def nat2_poor_metabolizer(ctx: RuleContext) -> list[Finding]:
     orders = ctx.facts.amifampridine_orders
@@ -35,7 +38,7 @@ def nat2_poor_metabolizer(ctx: RuleContext) -> list[Finding]:
     day = effective_date(result.observation)
     findings = []
     for order in orders:
-        advice = lowest_start_advice(ctx, order, "NAT2 poor metabolizer")
+        advice = lowest_start_advice(ctx, order, TOPIC)
         findings.append(
             Finding(
                 topic=TOPIC,

@@ -8,6 +8,7 @@ read (measured clearance, Cockcroft-Gault, eGFR; kidney conditions) is in ``cds_
 from __future__ import annotations
 
 from cds_service.facts import ESRD, IMPAIRED
+from cds_service.rules import lowest_start
 from cds_service.rules.base import Finding, RuleContext, rule
 from cds_service.rules.lowest_start import StartAdvice, lowest_start_advice
 
@@ -25,6 +26,9 @@ TOPIC = "renal-impairment"
         "body-weight-observations",
     ),
     tables=("dose-caps",),
+    variants=("end-stage",),
+    sentences=(*lowest_start.SENTENCES, "end-stage", "end-stage-ordered"),
+    suggestions=lowest_start.SUGGESTIONS,
 )
 def renal_impairment(ctx: RuleContext) -> list[Finding]:
     findings = []
@@ -38,10 +42,15 @@ def renal_impairment(ctx: RuleContext) -> list[Finding]:
         conditions = "; ".join(status.conditions) or "none recorded"
         if status.level == ESRD:
             dose = facts.order(order).dose
-            ordered = f" This order asks for {dose.arithmetic}." if dose.ok else ""
-            advice = StartAdvice(f"There is no labelled starting dose to suggest.{ordered}", ())
+            words = ctx.knowledge.topic(TOPIC)
+            sentence = (
+                words.say("end-stage-ordered", arithmetic=dose.arithmetic)
+                if dose.ok
+                else words.say("end-stage")
+            )
+            advice = StartAdvice(sentence, ())
         else:
-            advice = lowest_start_advice(ctx, order, "renal impairment")
+            advice = lowest_start_advice(ctx, order, TOPIC)
         findings.append(
             Finding(
                 topic=TOPIC,

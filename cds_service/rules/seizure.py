@@ -17,6 +17,7 @@ TOPIC = "seizure-history"
     check="history of seizures",
     reads=("conditions",),
     valuesets=("seizure-disorders", "febrile-seizures"),
+    variants=("febrile",),
 )
 def seizure_history(ctx: RuleContext) -> list[Finding]:
     orders = ctx.facts.amifampridine_orders
