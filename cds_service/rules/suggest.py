@@ -71,7 +71,8 @@ def _dosage(regimen: Regimen, original: Mapping[str, Any] | None, stu3: bool) ->
 
 def updated_order(ctx: RuleContext, order: Order, regimen: Regimen) -> dict[str, Any]:
     """A copy of the draft order with one coded dosage instruction for ``regimen``."""
-    resource: dict[str, Any] = copy.deepcopy(dict(order.resource))
+    # A shallow copy: only top-level elements are replaced or added below, and the draft is never changed.
+    resource: dict[str, Any] = dict(order.resource)
     original = (resource.get("dosageInstruction") or [None])[0]
     # STU3 and DSTU2 put doseQuantity on the dosage itself; R4 nests it in doseAndRate.
     stu3 = resource.get("resourceType") == "MedicationOrder" or (
