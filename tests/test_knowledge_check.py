@@ -64,7 +64,23 @@ def _nat2_not_yaml(cards: Path) -> str:
     return "nat2.yaml: cannot read YAML"
 
 
+def _sentence_a_rule_uses_deleted(cards: Path) -> str:
+    path = cards / "topics" / "weight-needed.yaml"
+    text = path.read_text()
+    path.write_text(re.sub(r"(?m)^  no-weight:.*\n", "", text))
+    assert "no-weight" not in path.read_text()
+    return "topics/weight-needed.yaml: sentences.no-weight is missing (used by the weight-needed rule)"
+
+
+def _suggestion_label_deleted(cards: Path) -> str:
+    path = cards / "topics" / "starting-dose.yaml"
+    path.write_text(re.sub(r"(?m)^suggestions:\n(?:  .*\n)+", "", path.read_text()))
+    return "topics/starting-dose.yaml: suggestions.initial-range is missing (used by the starting-dose rule)"
+
+
 DAMAGES: dict[str, Callable[[Path], str]] = {
+    "a sentence a rule uses deleted": _sentence_a_rule_uses_deleted,
+    "a suggestion label deleted": _suggestion_label_deleted,
     "nat2.yaml without phenotype_answers": _drop_phenotype_answers,
     "cholinergic value set deleted": _delete_cholinergic_valueset,
     "hepatic-impairment topic deleted": _delete_hepatic_topic,

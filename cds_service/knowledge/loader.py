@@ -255,7 +255,7 @@ def _check_requirements(
     for name, reader in needed.valuesets.items():
         if name not in valuesets:
             raise KnowledgeError(
-                f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing ({reader} reads it)"
+                f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing (read by {reader})"
             )
     for name in needed.tables:
         path = cards_dir / f"{name}.yaml"
@@ -282,7 +282,7 @@ def _check_requirements(
     for (topic, block, name), reader in needed.texts.items():
         if name not in getattr(topics[topic], block):
             raise KnowledgeError(
-                f"{cards_dir / 'topics' / (topic + '.yaml')}: {block}.{name} is missing ({reader} uses it)"
+                f"{cards_dir / 'topics' / (topic + '.yaml')}: {block}.{name} is missing (used by {reader})"
             )
 
 
