@@ -27,6 +27,7 @@ CLEARANCE = "2164-2"
 # measurement for Cockcroft-Gault.
 SERUM_CREATININE = frozenset({"2160-0", "38483-4"})
 _UMOL_PER_MG_DL = 88.4
+MEASURED, COCKCROFT_GAULT, EGFR = "measured clearance", "Cockcroft-Gault", "eGFR"
 ESRD = "esrd"
 IMPAIRED = "impaired"
 NORMAL = "normal"
@@ -39,6 +40,8 @@ class RenalStatus:
     how: str  # how the figure was obtained, in words, with dates
     conditions: tuple[str, ...]
     end_stage_conditions: tuple[str, ...]
+    measure: str | None = None  # MEASURED | COCKCROFT_GAULT | EGFR: what the figure comes from
+    on: date | None = None  # the day of the result the figure comes from
 
 
 def _value(observation: Mapping[str, Any]) -> tuple[float, str] | None:
@@ -141,30 +144,31 @@ def _clearance(facts: Facts, observation: Mapping[str, Any]) -> tuple[float, str
     return value * factor, how
 
 
-def _measured(facts: Facts, on: Any) -> tuple[float, str] | None:
-    """The newest usable renal result; on the same day a measured clearance comes first, then
-    Cockcroft-Gault from serum creatinine, then an eGFR."""
+def _measured(facts: Facts, on: Any) -> tuple[float, str, str, date | None] | None:
+    """The newest usable renal result (mL/min, how, measure, day); on the same day a measured clearance
+    comes first, then Cockcroft-Gault from serum creatinine, then an eGFR."""
     matcher = facts.knowledge.valueset("renal-function-observations")
     by_day: dict[date | None, list[Mapping[str, Any]]] = {}
     for observation in facts.record.observations_in(matcher):  # newest first, undated last
         by_day.setdefault(effective_date(observation), []).append(observation)
-    for same_day in by_day.values():
+    for day, same_day in by_day.items():
         for observation in same_day:
             if _is(observation, CLEARANCE) and (measured := _clearance(facts, observation)):
-                return measured
+                return (*measured, MEASURED, day)
         for observation in same_day:
             if _is(observation, SERUM_CREATININE) and (estimate := _cockcroft_gault(facts, observation, on)):
-                return estimate
+                return (*estimate, COCKCROFT_GAULT, day)
         for observation in same_day:
             if not (_is(observation, CLEARANCE) or _is(observation, SERUM_CREATININE)) and (
                 reading := _value(observation)
             ):
                 name = concept_text(observation)
-                return reading[0], (
+                how = (
                     f"eGFR used as a stand-in for creatinine clearance: {name} "
                     f"{fmt_mg(reading[0])} {reading[1] or 'mL/min/1.73m2'} {_when(observation)} "
                     "(the label's thresholds are for Cockcroft-Gault creatinine clearance)"
                 )
+                return reading[0], how, EGFR, day
     return None
 
 
@@ -180,8 +184,10 @@ def renal_status(facts: Facts, on: date) -> RenalStatus:
     )
     esrd_conditions = [c for c in kidney_conditions if id(c) in end_stage_coded]
     measured = _measured(facts, on) if "renal" not in facts.record.unavailable else None
-    crcl, how = (
-        measured if measured else (None, "no creatinine clearance, serum creatinine or eGFR on record")
+    crcl, how, measure, day = (
+        measured
+        if measured
+        else (None, "no creatinine clearance, serum creatinine or eGFR on record", None, None)
     )
     if esrd_conditions or (crcl is not None and crcl < limits.renal_end_stage_below):
         level: str | None = ESRD
@@ -197,4 +203,6 @@ def renal_status(facts: Facts, on: date) -> RenalStatus:
         how=how,
         conditions=tuple(concept_text(c) for c in kidney_conditions),
         end_stage_conditions=tuple(concept_text(c) for c in esrd_conditions),
+        measure=measure,
+        on=day,
     )

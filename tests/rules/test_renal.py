@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from builders import amifampridine_order, current_amifampridine, observation, rule_context
 
 from cds_service.facts import ESRD, IMPAIRED, NORMAL
+from cds_service.facts.renal import COCKCROFT_GAULT, EGFR, MEASURED
 from cds_service.rules import NOT_FIRED, NOT_RUN, evaluate
 from cds_service.rules.renal import renal_impairment
 
-CLEARANCE, CREATININE, EGFR, WEIGHT = "2164-2", "2160-0", "62238-1", "29463-7"
+CLEARANCE, CREATININE, EGFR_CODE, WEIGHT = "2164-2", "2160-0", "62238-1", "29463-7"
 
 
 def test_a_measured_clearance_of_50_is_impairment_with_the_lowest_start_suggested() -> None:
     ctx = rule_context(amifampridine_order(mg=10, per_day=3), renal=[observation(CLEARANCE, 50, "mL/min")])
     status = ctx.facts.order(ctx.orders[0]).renal
-    assert (status.level, status.crcl) == (IMPAIRED, 50.0)
-    assert "2026-11-01" in status.how
+    assert (status.level, status.crcl, status.measure) == (IMPAIRED, 50.0, MEASURED)
+    assert status.on == date(2026, 11, 1) and "2026-11-01" in status.how
     [finding] = renal_impairment(ctx)
     assert finding.topic == "renal-impairment" and finding.variant is None
     # The advice and the label are the topic's own sentences (cards/topics/renal-impairment.yaml).
@@ -52,6 +55,7 @@ def test_cockcroft_gault_from_serum_creatinine_with_age_weight_and_sex() -> None
     )
     status = ctx.facts.order(ctx.orders[0]).renal
     assert status.level == IMPAIRED and status.crcl == pytest.approx(84 * 70 / 72 * 0.85)
+    assert status.measure == COCKCROFT_GAULT
     assert "Cockcroft-Gault" in status.how
 
 
@@ -60,11 +64,11 @@ def test_a_newer_result_outranks_an_older_measured_clearance() -> None:
         amifampridine_order(),
         renal=[
             observation(CLEARANCE, 40, "mL/min", day="2026-01-01"),
-            observation(EGFR, 95, "mL/min/{1.73_m2}", day="2026-11-01"),
+            observation(EGFR_CODE, 95, "mL/min/{1.73_m2}", day="2026-11-01"),
         ],
     )
     status = ctx.facts.order(ctx.orders[0]).renal
-    assert status.level == NORMAL and status.crcl == 95
+    assert (status.level, status.crcl, status.measure) == (NORMAL, 95, EGFR)
     assert renal_impairment(ctx) == []
 
 
