@@ -76,13 +76,13 @@ class TopicDefinition:
             return CardVariant(self.indicator, self.summary, self.detail)
         return self.variants[name]
 
-    def say(self, name: str, **params: Any) -> str:
-        """The sentence ``name`` with ``params`` filled in (the loader checked that it exists)."""
-        return fill(self.sentences[name], params)
+    def say(self, key: str, /, **params: Any) -> str:
+        """The sentence ``key`` with ``params`` filled in (the loader checked that it exists)."""
+        return fill(self.sentences[key], params)
 
-    def label(self, name: str, **params: Any) -> str:
-        """The suggestion label ``name`` with ``params`` filled in."""
-        return fill(self.suggestions[name], params)
+    def label(self, key: str, /, **params: Any) -> str:
+        """The suggestion label ``key`` with ``params`` filled in."""
+        return fill(self.suggestions[key], params)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ from cds_service.rules.base import Finding, RuleContext, rule
 TOPIC = "age-not-established"
 
 
-@rule(TOPIC, check="minimum age (6 years)", reads=("patient",), tables=("dose-caps",))
+@rule(
+    TOPIC,
+    check="minimum age (6 years)",
+    reads=("patient",),
+    tables=("dose-caps",),
+    sentences=("birth-date-unknown",),
+)
 def age_not_established(ctx: RuleContext) -> list[Finding]:
     findings = []
     facts = ctx.facts
@@ -28,7 +34,9 @@ def age_not_established(ctx: RuleContext) -> list[Finding]:
                     "drug": order.name,
                     "age": age,
                     "minimum_age": minimum,
-                    "birth_date": birth.isoformat() if birth else "unknown",
+                    "birth_date": (
+                        birth.isoformat() if birth else ctx.knowledge.topic(TOPIC).say("birth-date-unknown")
+                    ),
                     "order_date": on.isoformat(),
                 },
                 order=order,

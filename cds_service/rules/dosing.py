@@ -52,7 +52,7 @@ def _computed(ctx: RuleContext) -> list[tuple[Order, DoseResult]]:
     return pairs
 
 
-@rule("dose-unverifiable", check="dose arithmetic", tables=("dose-caps",))
+@rule("dose-unverifiable", check="dose arithmetic", tables=("dose-caps",), sentences=("reason-unknown",))
 def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order in ctx.facts.amifampridine_orders:
@@ -67,7 +67,11 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
                 topic="dose-unverifiable",
                 params={
                     "drug": order.name,
-                    "reason": dose.reason_text or dose.reason or "unknown",
+                    "reason": (
+                        dose.reason_text
+                        or dose.reason
+                        or ctx.knowledge.topic("dose-unverifiable").say("reason-unknown")
+                    ),
                     "max_single": fmt_mg(row.max_single_mg),
                     "max_daily": fmt_mg(row.max_daily_mg),
                     "row": row.words,

@@ -19,7 +19,7 @@ TOPIC = "hepatic-impairment"
     reads=("conditions",),
     valuesets=("liver-conditions",),
     tables=("dose-caps",),
-    sentences=lowest_start.SENTENCES,
+    sentences=(*lowest_start.SENTENCES, "condition", "status-not-recorded"),
     suggestions=lowest_start.SUGGESTIONS,
 )
 def hepatic_impairment(ctx: RuleContext) -> list[Finding]:
@@ -30,8 +30,14 @@ def hepatic_impairment(ctx: RuleContext) -> list[Finding]:
     if not conditions:
         ctx.note(TOPIC, "no current liver condition from the list")
         return []
+    words = ctx.knowledge.topic(TOPIC)
     listed = "; ".join(
-        f"{concept_text(c)} ({coded(c, 'clinicalStatus') or 'status not recorded'})" for c in conditions
+        words.say(
+            "condition",
+            name=concept_text(c),
+            status=coded(c, "clinicalStatus") or words.say("status-not-recorded"),
+        )
+        for c in conditions
     )
     ctx.note(TOPIC, "liver condition: " + ", ".join(f"Condition/{c.get('id')}" for c in conditions))
     findings = []

@@ -27,22 +27,33 @@ TOPIC = "renal-impairment"
     ),
     tables=("dose-caps",),
     variants=("end-stage",),
-    sentences=(*lowest_start.SENTENCES, "end-stage", "end-stage-ordered"),
+    sentences=(
+        *lowest_start.SENTENCES,
+        "end-stage",
+        "end-stage-ordered",
+        "crcl",
+        "crcl-unknown",
+        "no-conditions",
+    ),
     suggestions=lowest_start.SUGGESTIONS,
 )
 def renal_impairment(ctx: RuleContext) -> list[Finding]:
     findings = []
     facts = ctx.facts
+    words = ctx.knowledge.topic(TOPIC)
     for order in facts.amifampridine_orders:
         status = facts.order(order).renal
         ctx.note(TOPIC, f"renal function: {status.level or 'unknown'}; {status.how}")
         if status.level not in {ESRD, IMPAIRED}:
             continue
-        figure = f"{status.crcl:.0f} mL/min" if status.crcl is not None else "not available"
-        conditions = "; ".join(status.conditions) or "none recorded"
+        figure = (
+            words.say("crcl", value=f"{status.crcl:.0f}")
+            if status.crcl is not None
+            else words.say("crcl-unknown")
+        )
+        conditions = "; ".join(status.conditions) or words.say("no-conditions")
         if status.level == ESRD:
             dose = facts.order(order).dose
-            words = ctx.knowledge.topic(TOPIC)
             sentence = (
                 words.say("end-stage-ordered", arithmetic=dose.arithmetic)
                 if dose.ok
