@@ -77,10 +77,6 @@ class RuleContext:
     def note(self, rule: str, text: str) -> None:
         self.notes.append((rule, text))
 
-    def amifampridine_orders(self) -> list[Order]:
-        """The amifampridine orders in question."""
-        return self.facts.amifampridine_orders
-
     def concerns_amifampridine(self) -> bool:
         return self.facts.concerns_amifampridine()
 
