@@ -86,7 +86,7 @@ def declared() -> Requirements:
         reader = f"the {spec.name} rule"
         for block in ("variants", "sentences", "suggestions"):
             for name in getattr(spec, block):
-                texts.setdefault((spec.name, block, name), reader)
+                texts.setdefault((spec.topic, block, name), reader)
         for name in spec.valuesets:
             _add(valuesets, name, reader)
         for name in spec.tables:

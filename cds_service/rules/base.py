@@ -88,8 +88,8 @@ Rule = Callable[[RuleContext], list[Finding]]
 class RuleSpec:
     """A rule as declared on its function (``@rule``)."""
 
-    name: str  # the rule's name: its (first) topic
-    topics: tuple[str, ...]  # every card topic its findings may carry
+    name: str  # the rule's name (--explain, notes): its topic unless declared otherwise
+    topics: tuple[str, ...]  # every card topic its findings may carry; the first is its own
     check: str  # what the check is, in the words of a data-unavailable card
     reads: tuple[str, ...]  # prefetch keys (cds_service.data_keys.PREFETCH_KEYS) it reads
     valuesets: tuple[str, ...]  # cards/valuesets/<name>.valueset.json it uses
@@ -100,6 +100,11 @@ class RuleSpec:
     sentences: tuple[str, ...] = ()
     suggestions: tuple[str, ...] = ()  # suggestion labels
 
+    @property
+    def topic(self) -> str:
+        """The topic whose definition holds the variants, sentences and labels the rule declares."""
+        return self.topics[0]
+
 
 REGISTRY: list[RuleSpec] = []  # in declaration order (rules/__init__.py imports the modules in order)
 
@@ -108,6 +113,7 @@ def rule(
     topic: str,
     *,
     check: str,
+    name: str | None = None,
     reads: Sequence[str] = (),
     valuesets: Sequence[str] = (),
     tables: Sequence[str] = (),
@@ -118,12 +124,13 @@ def rule(
 ) -> Callable[[Rule], Rule]:
     """Declare a rule: ``topic`` (and ``also``, further topics it may produce), the prefetch keys it
     ``reads`` (it does not run without them), the value sets and tables it uses, its ``check``, and the
-    ``variants``, ``sentences`` and ``suggestions`` (labels) of its topic's definition it uses."""
+    ``variants``, ``sentences`` and ``suggestions`` (labels) of its topic's definition it uses. ``name``
+    (default: the topic) names a rule whose topic another rule or the engine also produces."""
 
     def register(run: Rule) -> Rule:
         REGISTRY.append(
             RuleSpec(
-                name=topic,
+                name=name or topic,
                 topics=(topic, *also),
                 check=check,
                 reads=tuple(reads),
