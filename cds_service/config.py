@@ -84,16 +84,25 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64
+    max_draft_orders: int = 200
     fhir_connect_timeout: float = 2.0
     fhir_read_timeout: float = 4.0
     fhir_deadline: float = 6.0
     fhir_max_pages: int = 20
     fhir_max_response_bytes: int = 20 * 1024 * 1024
     fhir_max_workers: int = 8
+    # Bytes read from FHIR servers for one hook call, every query and page together.
+    fhir_max_call_bytes: int = 16 * 1024 * 1024
+    # Fallback queries in flight to one FHIR server (0: CDS_FHIR_MAX_WORKERS x CDS_THREADS).
+    fhir_max_per_origin: int = 0
     # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
     request_threads: int = 4
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
+    # Bounds on the dose-text reader's work per order (issue 15): dosage lines read, characters per text.
+    dose_max_lines: int = 20
+    dose_text_max_chars: int = 1000
+    dose_order_text_max_chars: int = 5000
     preview_enabled: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -108,6 +117,7 @@ class Settings:
             cors_origins=env_list(env, "CDS_CORS_ORIGINS"),
             max_body_bytes=env_int(env, "CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
             max_json_depth=env_int(env, "CDS_MAX_JSON_DEPTH", 64, minimum=8),
+            max_draft_orders=env_int(env, "CDS_MAX_DRAFT_ORDERS", 200, minimum=1),
             fhir_connect_timeout=env_number(env, "CDS_FHIR_CONNECT_TIMEOUT", 2.0, minimum=0.1),
             fhir_read_timeout=env_number(env, "CDS_FHIR_READ_TIMEOUT", 4.0, minimum=0.1),
             fhir_deadline=env_number(env, "CDS_FHIR_DEADLINE", 6.0, minimum=0.1),
@@ -116,9 +126,14 @@ class Settings:
                 env, "CDS_FHIR_MAX_RESPONSE_BYTES", 20 * 1024 * 1024, minimum=1024
             ),
             fhir_max_workers=env_int(env, "CDS_FHIR_MAX_WORKERS", 8, minimum=1),
+            fhir_max_call_bytes=env_int(env, "CDS_FHIR_MAX_CALL_BYTES", 16 * 1024 * 1024, minimum=1024),
+            fhir_max_per_origin=env_int(env, "CDS_FHIR_MAX_PER_ORIGIN", 0, minimum=0),
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
+            dose_max_lines=env_int(env, "CDS_DOSE_MAX_LINES", 20, minimum=1),
+            dose_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS", 1000, minimum=100),
+            dose_order_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER", 5000, minimum=100),
             preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
             env=env,
         )

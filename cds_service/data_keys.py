@@ -13,3 +13,7 @@ PREFETCH_KEYS: Mapping[str, str] = {
     "renal": "renal function results (creatinine clearance, eGFR, serum creatinine)",
     "nat2": "NAT2 pharmacogenomic results",
 }
+
+# Not a prefetch template (CDS Hooks 2.0's recommended query subset has no _include): the Medications that
+# medication orders reference by id, fetched from fhirServer in one query after the keys above.
+MEDICATION_REFERENCES = "medicationReferences"

@@ -1,8 +1,11 @@
 """Queries to the EHR's FHIR server for prefetch keys the EHR did not fill.
 
-Queries run in parallel under one overall deadline; each has connect/read timeouts; searchset Bundles
-are followed through their ``next`` links up to a page cap. The EHR's bearer token goes to that server
-only and is never logged: log lines name the prefetch key, never the URL's query or the token.
+Queries run in parallel under one deadline per hook call (``CallLimits``), which covers connect, status
+line, headers and body of every query and page (``cds_service.outbound``); searchset Bundles are
+followed through their ``next`` links up to a page cap; the bytes read for one call are capped across
+all its queries and pages. At most ``origin_limit`` queries are in flight to one server, so a slow
+server holds a bounded share of the pool. The EHR's bearer token goes to that server only and is never
+logged: log lines name the prefetch key, never the URL's query or the token.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
 from cds_service import metrics
+from cds_service.outbound import BoundedClient, ByteBudget, OutboundError
 
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
-_CHUNK = 256 * 1024  # bytes asked of the socket per read of an answer's body
+# How long a call waits, past its deadline, for queries whose sockets the watchdog has just shut.
+_GRACE = 0.5
 
 
 class FetchError(Exception):
@@ -45,14 +49,31 @@ class FetchResult:
 class ClientSettings:
     connect_timeout: float = 2.0
     read_timeout: float = 4.0
-    deadline: float = 6.0
+    deadline: float = 6.0  # one hook call's outbound work, every query and page included
     max_pages: int = 20
     max_response_bytes: int = 20 * 1024 * 1024  # one answer (one page), after any gzip decoding
+    max_call_bytes: int = 16 * 1024 * 1024  # every answer of one hook call together (caps a page too)
     max_workers: int = 8  # pool threads for each hook call in flight (a call makes up to 7 queries)
     # Hook calls a process serves at once (gunicorn's threads, CDS_THREADS). The shared pool holds
     # max_workers threads for each, so concurrent calls do not queue behind each other's queries:
     # with one pool of 8, two calls of 7 queries took two rounds of the server's latency instead of one.
     calls_in_flight: int = 4
+    # Queries in flight to one FHIR server (0: max_workers x calls_in_flight, what one EHR needs at full
+    # load). The pool has that many threads more than one origin may hold, so a stuck server leaves the
+    # usual pool to everyone else.
+    max_per_origin: int = 0
+
+    @property
+    def origin_limit(self) -> int:
+        return self.max_per_origin or self.max_workers * max(1, self.calls_in_flight)
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """One hook call's share of outbound work: its deadline (time.monotonic()) and its byte budget."""
+
+    deadline: float
+    budget: ByteBudget
 
 
 class FhirClient:
@@ -78,27 +99,39 @@ class FhirClient:
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=max(8, connections), max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        self._outbound = BoundedClient(self._session, per_origin=settings.origin_limit)
         # Threads start on demand and are kept for reuse, so a large bound costs nothing while idle.
         self._pool = ThreadPoolExecutor(
-            max_workers=settings.max_workers * max(1, settings.calls_in_flight),
+            max_workers=settings.max_workers * max(1, settings.calls_in_flight) + settings.origin_limit,
             thread_name_prefix="fhir-fetch",
         )
 
+    def start_call(self) -> CallLimits:
+        """The limits of one hook call's outbound work, starting now."""
+        return CallLimits(time.monotonic() + self.settings.deadline, ByteBudget(self.settings.max_call_bytes))
+
     def fetch_all(
-        self, base_url: str, queries: Mapping[str, str | dict[str, Any]], token: str | None
+        self,
+        base_url: str,
+        queries: Mapping[str, str | dict[str, Any]],
+        token: str | None,
+        call: CallLimits | None = None,
     ) -> dict[str, FetchResult]:
-        """Run every job in parallel; what misses the deadline is an error.
+        """Run every job in parallel within the call's limits; what misses the deadline is an error.
 
         A job is a query relative to ``base_url``, or a first page (a searchset Bundle the EHR sent in
-        prefetch with a ``next`` link) whose remaining pages are to be read.
+        prefetch with a ``next`` link) whose remaining pages are to be read. ``call`` carries the
+        deadline and byte budget across several batches of one hook call (a new one by default).
         """
-        started = time.monotonic()
-        deadline = started + self.settings.deadline
+        call = call or self.start_call()
         futures = {
-            key: self._pool.submit(self._fetch, key, base_url, query, token, deadline)
+            key: self._pool.submit(self._fetch, key, base_url, query, token, call)
             for key, query in queries.items()
         }
-        wait(futures.values(), timeout=self.settings.deadline)
+        wait(futures.values(), timeout=max(0.0, call.deadline - time.monotonic()))
+        # At the deadline the watchdog shut the sockets of the queries still running: they end within
+        # moments, and waiting for that leaves no work of this call behind (threads, per-origin slots).
+        wait(futures.values(), timeout=_GRACE)
         results: dict[str, FetchResult] = {}
         for key, future in futures.items():
             if not future.done():
@@ -123,21 +156,23 @@ class FhirClient:
         return results
 
     def _fetch(
-        self, key: str, base_url: str, query: str | dict[str, Any], token: str | None, deadline: float
+        self, key: str, base_url: str, query: str | dict[str, Any], token: str | None, call: CallLimits
     ) -> Any:
         started = time.monotonic()
         try:
             if isinstance(query, dict):
                 first = query
             else:
-                first = self._get(urljoin(base_url.rstrip("/") + "/", query), token, deadline)
+                first = self._get(urljoin(base_url.rstrip("/") + "/", query), token, call)
             if first is None or first.get("resourceType") != "Bundle":
                 return first
-            return self._follow_pages(first, base_url, token, deadline)
+            return self._follow_pages(first, base_url, token, call)
         finally:
             metrics.FHIR_QUERY_LATENCY.labels(key=key).observe(time.monotonic() - started)
 
-    def _follow_pages(self, bundle: dict[str, Any], base_url: str, token: str | None, deadline: float) -> Any:
+    def _follow_pages(
+        self, bundle: dict[str, Any], base_url: str, token: str | None, call: CallLimits
+    ) -> Any:
         if problem := bundle_problem(bundle):
             raise FetchError(problem)
         entries = list(bundle.get("entry") or [])
@@ -148,7 +183,7 @@ class FhirClient:
             if not _same_origin(next_url, base_url):
                 # A next link to another host would carry the EHR's token elsewhere.
                 raise FetchError("a next link pointed outside the FHIR server")
-            page = self._get(next_url, token, deadline)
+            page = self._get(next_url, token, call)
             if page is None or page.get("resourceType") != "Bundle":
                 raise FetchError("a next page was not a Bundle")
             if problem := bundle_problem(page):
@@ -159,39 +194,30 @@ class FhirClient:
         merged["entry"] = entries
         return merged
 
-    def _get(self, url: str, token: str | None, deadline: float) -> dict[str, Any] | None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise FetchError("the overall deadline passed")
+    def _get(self, url: str, token: str | None, call: CallLimits) -> dict[str, Any] | None:
         headers = {"Accept": FHIR_JSON}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        timeout = (min(self.settings.connect_timeout, remaining), min(self.settings.read_timeout, remaining))
         try:
-            # Streamed, so that the body is read under our limits (_read_body), not all at once.
-            response = self._session.get(
+            answer = self._outbound.get(
                 url,
                 headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
+                deadline=call.deadline,
+                timeouts=(self.settings.connect_timeout, self.settings.read_timeout),
+                max_bytes=self.settings.max_response_bytes,
+                budget=call.budget,
                 proxies=_proxies_for(_origin(url)),
-                stream=True,
             )
-            with response:
-                if response.status_code == 404 and "?" not in url:
-                    return None  # a read of a resource that does not exist: no data
-                if response.status_code in (401, 403):
-                    raise FetchError(f"the FHIR server refused the query (HTTP {response.status_code})")
-                if response.status_code != 200:
-                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
-                content = self._read_body(response, deadline)
-        # urllib3's own timeout error is what a stall while reading the body raises.
-        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-            raise FetchError("the FHIR server timed out") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc
+        except OutboundError as exc:
+            raise FetchError(_say(exc, self.settings)) from exc
+        if answer.status == 404 and "?" not in url:
+            return None  # a read of a resource that does not exist: no data
+        if answer.status in (401, 403):
+            raise FetchError(f"the FHIR server refused the query (HTTP {answer.status})")
+        if answer.status != 200:
+            raise FetchError(f"the FHIR server answered HTTP {answer.status}")
         try:
-            body = orjson.loads(content)
+            body = orjson.loads(answer.body)
         except orjson.JSONDecodeError as exc:
             raise FetchError("the FHIR server answered with something that is not JSON") from exc
         if not isinstance(body, dict):
@@ -200,28 +226,23 @@ class FhirClient:
             raise FetchError("the FHIR server answered with an OperationOutcome")
         return body
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        """The answer's body, up to ``max_response_bytes`` and within the call's deadline.
 
-        The read timeout bounds each wait for data, not the whole body: a server that sends a byte every
-        few seconds would otherwise hold this pool thread long after the hook call has given up on it.
-        """
-        limit = self.settings.max_response_bytes
-        too_large = f"the FHIR server's answer is larger than {limit} bytes"
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise FetchError(too_large)
-        chunks: list[bytes] = []
-        size = 0
-        # read1 returns what has arrived (decoded, if gzip), so the deadline is checked as data comes in.
-        while chunk := response.raw.read1(_CHUNK, decode_content=True):
-            size += len(chunk)
-            if size > limit:
-                raise FetchError(too_large)
-            if time.monotonic() > deadline:
-                raise FetchError("the overall deadline passed while the answer was arriving")
-            chunks.append(chunk)
-        return b"".join(chunks)
+def _say(error: OutboundError, settings: ClientSettings) -> str:
+    """The reason a query failed, in the words of a data-unavailable card (no URL, no token)."""
+    if error.kind == "deadline":
+        return f"the FHIR server did not answer within {settings.deadline:g} s"
+    if error.kind == "timeout":
+        return "the FHIR server timed out"
+    if error.kind == "too-large":
+        return f"the FHIR server's answer is larger than {settings.max_response_bytes} bytes"
+    if error.kind == "budget":
+        return (
+            f"the FHIR server's answers for this call came to more than {settings.max_call_bytes} bytes "
+            "(CDS_FHIR_MAX_CALL_BYTES)"
+        )
+    if error.kind == "busy":
+        return f"the FHIR server already had {settings.origin_limit} queries of this service in flight"
+    return str(error).replace("the server", "the FHIR server")
 
 
 def _origin(url: str) -> str:

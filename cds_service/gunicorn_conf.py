@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -88,6 +89,22 @@ def _wipe_metrics_dir(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+_INVALID_REQUEST = "Invalid request from ip="
+
+
+def redact_invalid_request(message: str) -> str:
+    """gunicorn's line for a request it refused, without the request text it quotes.
+
+    ``Invalid request from ip=1.2.3.4: Invalid HTTP request line: 'GET /x?patient=123 …'``: the quoted
+    request line or header may hold a token or a patient id; the kind of problem is enough.
+    """
+    prefix, separator, error = message.partition(": ")
+    if not message.startswith(_INVALID_REQUEST) or not separator:
+        return message
+    kind = re.split(r"""['"]""", error, maxsplit=1)[0].rstrip(" :")
+    return f"{prefix}: {kind}" + (" (request text not logged)" if kind != error else "")
+
+
 class JsonLogger(Logger):
     """Gunicorn logger writing JSON lines: the error log via JsonFormatter, the access log via access_line."""
 
@@ -95,6 +112,9 @@ class JsonLogger(Logger):
         super().setup(cfg)
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().warning(redact_invalid_request(msg) if isinstance(msg, str) else msg, *args, **kwargs)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         # gunicorn >= 24 exposes access_log_enabled; older versions only have cfg.accesslog.
@@ -113,7 +133,9 @@ class JsonLogger(Logger):
 bind = [_bind_address()]
 workers = _int_env("CDS_WORKERS", 2)
 threads = _int_env("CDS_THREADS", 4)
-worker_class = "gthread"
+# gunicorn's threaded worker ("gthread"), whose own error responses (a request it cannot parse, header
+# fields too large) are JSON OperationOutcomes with the security headers instead of HTML pages.
+worker_class = "cds_service.gunicorn_worker.JsonErrorWorker"
 timeout = _int_env("CDS_WORKER_TIMEOUT", 30)
 graceful_timeout = _int_env("CDS_GRACEFUL_TIMEOUT", 20)
 keepalive = _int_env("CDS_KEEPALIVE", 5)

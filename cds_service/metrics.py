@@ -37,6 +37,10 @@ FHIR_QUERY_LATENCY = Histogram(
 )
 JWT_FAILURES = Counter("cds_jwt_failures_total", "Rejected client JWTs, by failed check", ["reason"])
 AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Audit/feedback writes that failed")
+JWT_REPLAY_FALLBACK = Counter(
+    "cds_jwt_replay_fallback_total",
+    "JWT replay checks made in the process-local cache because the replay database was unreachable",
+)
 # Always 1; the labels say what is running. "livemax": one series across workers, gone with its worker.
 # (No label is named "service": the Prometheus Operator adds its own target label of that name.)
 BUILD_INFO = Gauge(

@@ -166,6 +166,8 @@ class PatientRecord:
     observations: list[Mapping[str, Any]]
     # prefetch key -> why it could not be had (the rules say which checks did not run)
     unavailable: dict[str, str] = field(default_factory=dict)
+    # "Medication/x" -> why the Medication a medication order references could not be had
+    unresolved_medications: dict[str, str] = field(default_factory=dict)
     # The resources the rules cited, checked against FHIR R4 only when --explain asks (not_valid_r4).
     _cited: dict[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     # Lazily built (system, code) indexes of the observations and the conditions, and what was looked up.

@@ -37,6 +37,8 @@ class Runtime:
                 max_pages=settings.fhir_max_pages,
                 max_response_bytes=settings.fhir_max_response_bytes,
                 max_workers=settings.fhir_max_workers,
+                max_call_bytes=settings.fhir_max_call_bytes,
+                max_per_origin=settings.fhir_max_per_origin,
                 calls_in_flight=settings.request_threads,
             )
         )
@@ -49,5 +51,8 @@ class Runtime:
             options=Options(
                 weight_max_age_days=settings.weight_max_age_days,
                 dose_caps_version=settings.dose_caps_version,
+                dose_max_lines=settings.dose_max_lines,
+                dose_text_max_chars=settings.dose_text_max_chars,
+                dose_order_text_max_chars=settings.dose_order_text_max_chars,
             ),
         )

@@ -13,14 +13,25 @@ from cds_service.app import create_app
 from cds_service.config import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The EHR FHIR servers the tests mock (with ``responses``); real servers in tests run on loopback.
+TEST_FHIR_SERVERS = "https://ehr.example.org/fhir,https://ehr.example.org/fhir/r4"
 
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Flask]:
-    """Build an app with auth off and a private data dir; keyword arguments are extra CDS_* variables."""
+    """Build an app with auth off and a private data dir; keyword arguments are extra CDS_* variables.
+
+    With auth off only loopback FHIR servers and those in CDS_FHIR_SERVER_ALLOWLIST may be named, so the
+    stand-in EHR servers the tests mock are listed, as an operator lists theirs.
+    """
 
     def build(**env: str) -> Flask:
-        values = {"CDS_AUTH": "off", "CDS_ALLOW_HTTP_FHIR": "true", "CDS_DATA_DIR": str(tmp_path / "data")}
+        values = {
+            "CDS_AUTH": "off",
+            "CDS_ALLOW_HTTP_FHIR": "true",
+            "CDS_DATA_DIR": str(tmp_path / "data"),
+            "CDS_FHIR_SERVER_ALLOWLIST": TEST_FHIR_SERVERS,
+        }
         values.update(env)
         return create_app(Settings.from_env(values))
 

@@ -211,7 +211,12 @@ def test_gunicorn_settings_come_from_the_environment(
     for name in ("CDS_BIND", "CDS_WORKERS", "CDS_THREADS", "HOST", "PORT"):
         monkeypatch.delenv(name, raising=False)
     conf = importlib.reload(gunicorn_conf)
-    assert (conf.bind, conf.workers, conf.threads, conf.worker_class) == (["127.0.0.1:8080"], 2, 4, "gthread")
+    assert (conf.bind, conf.workers, conf.threads, conf.worker_class) == (
+        ["127.0.0.1:8080"],
+        2,
+        4,
+        "cds_service.gunicorn_worker.JsonErrorWorker",
+    )
     monkeypatch.setenv("HOST", "0.0.0.0")
     monkeypatch.setenv("PORT", "9000")
     monkeypatch.setenv("CDS_WORKERS", "3")

@@ -13,6 +13,8 @@ from cds_service.config import ConfigError, Settings
 from cds_service.security.config import DEFAULT_ALGORITHMS, SecuritySettings, load_trusted_clients
 from cds_service.security.fhir_allowlist import fhir_server_problem, normalize_base_url
 from cds_service.security.replay import DatabaseReplayCache, MemoryReplayCache, jwt_replay, make_replay_cache
+from cds_service.storage.engine import make_engine
+from cds_service.storage.migrate import upgrade
 
 pytest_plugins = ["conftest_postgres"]  # database_url: SQLite, and PostgreSQL with CDS_TEST_POSTGRES=1
 
@@ -185,6 +187,7 @@ def test_memory_replay_cache_forgets_after_expiry():
 
 def test_database_replay_cache_is_shared_between_instances(database_url):
     url = database_url
+    upgrade(make_engine(url))  # the table comes from migration 0002
     clock = Clock()
     first = DatabaseReplayCache(create_engine(url), clock=clock, purge_every=1)
     second = DatabaseReplayCache(create_engine(url), clock=clock, purge_every=1)
@@ -199,16 +202,18 @@ def test_database_replay_cache_is_shared_between_instances(database_url):
 
 
 def test_replay_cache_choice(tmp_path):
-    assert isinstance(make_replay_cache("auto", None), MemoryReplayCache)
-    assert isinstance(make_replay_cache("auto", f"sqlite:///{tmp_path / 'x.db'}"), MemoryReplayCache)
+    # auto = the configured database whatever its kind (SQLite is shared by the workers of one host).
+    assert isinstance(make_replay_cache("auto", f"sqlite:///{tmp_path / 'x.db'}"), DatabaseReplayCache)
     assert isinstance(make_replay_cache("database", f"sqlite:///{tmp_path / 'x.db'}"), DatabaseReplayCache)
+    assert isinstance(make_replay_cache("memory", f"sqlite:///{tmp_path / 'x.db'}"), MemoryReplayCache)
     with pytest.raises(ConfigError, match="CDS_DATABASE_URL"):
         make_replay_cache("database", None)
 
 
-def test_auto_shares_the_cache_only_through_postgresql(database_url):
+def test_auto_shares_the_cache_through_every_database(database_url):
+    upgrade(make_engine(database_url))
     cache = make_replay_cache("auto", database_url)
-    expected = DatabaseReplayCache if database_url.startswith("postgresql") else MemoryReplayCache
-    assert isinstance(cache, expected)
+    assert isinstance(cache, DatabaseReplayCache)
     assert cache.check_and_store(ISS, "once", 4e9) is True
     assert cache.check_and_store(ISS, "once", 4e9) is False
+    assert cache.status() == {"mode": "database", "degraded": False}

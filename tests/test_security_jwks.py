@@ -271,3 +271,37 @@ def test_config_refuses_http_key_set_urls(tmp_path):
     path = write_trusted_clients(tmp_path, [client_entry(ISS, jwks_url="http://keys.example.org/jwks.json")])
     with pytest.raises(ConfigError, match="https"):
         load_trusted_clients(path)
+
+
+# --- isolation: a stuck key-set endpoint holds no lock and only its own requests ----------------------
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["trickling-status-line", "silent-handshake"])
+def test_a_stuck_key_set_endpoint_does_not_stall_another_clients_key_set(https_jwks, tmp_path, trickle):
+    from stuck_servers import StuckServer
+
+    server, session = https_jwks
+    key = make_keypair("ES384")
+    server.jwks = jwks_of(key)
+    # Each wait may take 2 s; the stuck endpoint sends a byte a second, so only the deadline ends it.
+    cache = JwksCache(session=session, timeout=2.0)
+    tls = None
+    if trickle:  # a completed handshake, then the status line and headers a byte a second
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")  # the https_jwks certificate
+    with StuckServer(trickle=trickle, tls=tls) as stuck:
+        stuck_url = f"https://127.0.0.1:{stuck.port}/jwks.json"
+        answers: dict[str, object] = {}
+        first = threading.Thread(target=lambda: answers.update(first=cache.get_key(stuck_url, "k")))
+        first.start()
+        assert stuck.wait_for(lambda s: s.accepted == 1)
+        # The same URL meanwhile: waits for the fetch under way (single flight), fetches nothing more.
+        second = threading.Thread(target=lambda: answers.update(second=cache.get_key(stuck_url, "k")))
+        second.start()
+        # Another client's key set is fetched and used while the stuck fetch is still in flight.
+        assert cache.get_key(server.url, key.kid) is not None
+        assert stuck.closed_by_client == 0
+        first.join()
+        second.join()
+        assert answers == {"first": None, "second": None}
+        assert stuck.wait_for(lambda s: s.closed_by_client == 1) and stuck.accepted == 1

@@ -14,6 +14,14 @@ from .timing import PERIOD_HOURS, Frequency, coded_frequency
 from .units import ProductStrength, Unit, classify, contained_medication, product_strength, unit_label
 
 _DAY = Decimal(24)
+# An order has one dosage line per phase or simultaneous part: a handful. The service passes
+# CDS_DOSE_MAX_LINES; past it the dose is not worked out at all (a line's cost is bounded, not the order's).
+MAX_DOSAGE_LINES = 20
+# timing.code texts read per line when no code is recognised (text plus a few coding displays).
+_MAX_CODE_TEXTS = 3
+# Characters of dosage text read for one order, all lines together (CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER):
+# the reader's time is linear in this, so it bounds the time of one order.
+MAX_ORDER_TEXT = 5000
 _MEDICATION_TYPES = {None, "MedicationRequest", "MedicationOrder"}
 
 
@@ -22,6 +30,21 @@ class _Context:
     strength: ProductStrength
     default_tablet_mg: Decimal
     suspension_mg_per_ml: Decimal
+    max_text_chars: int = text_reader.MAX_TEXT
+    max_order_chars: int = MAX_ORDER_TEXT
+    chars_read: int = 0
+
+    def read(self, texts: list[str]) -> text_reader.TextReading:
+        """Read dosage texts, counting them against the order's budget (DoseProblem when it is spent)."""
+        size = sum(min(len(t), self.max_text_chars) for t in texts)
+        if self.chars_read + size > self.max_order_chars:
+            raise DoseProblem(
+                "too-much-dose-text",
+                f"The dosage texts of this order are longer than the {self.max_order_chars} characters "
+                "this service reads for one order, so the dose was not checked.",
+            )
+        self.chars_read += size
+        return text_reader.read_texts(texts, self.max_text_chars)
 
 
 @dataclass(frozen=True)
@@ -205,7 +228,7 @@ def _line(dosage: Any, ctx: _Context) -> _Line:
     notes: list[str] = []
     from_text = False
     texts = _texts(dosage)
-    reading = text_reader.read(" ; ".join(texts)) if texts else None
+    reading = ctx.read(texts) if texts else None
 
     # The dose: coded first; several coded doses must agree.
     amounts = _coded_doses(dosage, notes)
@@ -237,7 +260,8 @@ def _line(dosage: Any, ctx: _Context) -> _Line:
     # The frequency: structured timing, then timing.code text, then the instruction text.
     frequency, code_texts = coded_frequency(dosage.get("timing"), notes)
     if frequency is None:
-        for code_reading in (text_reader.read(t) for t in code_texts):
+        for code_text in code_texts[:_MAX_CODE_TEXTS]:
+            code_reading = ctx.read([code_text])
             if code_reading.frequency_conflict:
                 raise DoseProblem("conflicting-entries", code_reading.frequency_conflict)
             frequency = code_reading.frequency
@@ -338,7 +362,15 @@ def _phase(sequence: int | str | None, dosages: list[Any], ctx: _Context) -> Dos
     )
 
 
-def _compute(request: Any, medication: Any, default_tablet_mg: Any, suspension_mg_per_ml: Any) -> DoseResult:
+def _compute(
+    request: Any,
+    medication: Any,
+    default_tablet_mg: Any,
+    suspension_mg_per_ml: Any,
+    max_lines: int,
+    max_text_chars: int,
+    max_order_chars: int,
+) -> DoseResult:
     if not isinstance(request, Mapping):
         raise DoseProblem("invalid-request", REASONS["invalid-request"])
     if request.get("resourceType") not in _MEDICATION_TYPES:
@@ -350,13 +382,21 @@ def _compute(request: Any, medication: Any, default_tablet_mg: Any, suspension_m
         raise DoseProblem("no-dosage", REASONS["no-dosage"])
     if not isinstance(dosages, list):
         raise DoseProblem("invalid-value", "The dosage instructions are not a list.")
+    if len(dosages) > max_lines:
+        raise DoseProblem(
+            "too-many-dosage-lines",
+            f"The order has {len(dosages)} dosage instructions; this service works out the dose of an "
+            f"order with at most {max_lines}, so the dose was not checked.",
+        )
 
     if not isinstance(medication, Mapping):
         medication = contained_medication(request)
     ctx = _Context(
-        strength=product_strength(request, medication),
+        strength=product_strength(request, medication, max_text_chars),
         default_tablet_mg=number(default_tablet_mg, "default tablet strength"),
         suspension_mg_per_ml=number(suspension_mg_per_ml, "default suspension concentration"),
+        max_text_chars=max_text_chars,
+        max_order_chars=max_order_chars,
     )
 
     groups: dict[int | str | None, list[Any]] = {}
@@ -397,14 +437,28 @@ def compute_dose(
     medication: Mapping[str, Any] | None = None,
     default_tablet_mg: float = 10.0,
     suspension_mg_per_ml: float = 1.0,
+    max_lines: int = MAX_DOSAGE_LINES,
+    max_text_chars: int = text_reader.MAX_TEXT,
+    max_order_chars: int = MAX_ORDER_TEXT,
 ) -> DoseResult:
     """mg per dose and per day for a MedicationRequest (R4/STU3) or MedicationOrder (DSTU2).
 
     ``medication`` is the resolved Medication when the order references one; a ``#contained`` reference
     is resolved here. Never raises: any input it cannot read gives ``ok=False`` with a reason code.
+    The work is linear in the input and bounded: at most ``max_lines`` dosage lines (more gives
+    ``too-many-dosage-lines``), the first ``max_text_chars`` characters of each text, and at most
+    ``max_order_chars`` for the whole order (more gives ``too-much-dose-text``).
     """
     try:
-        return _compute(request, medication, default_tablet_mg, suspension_mg_per_ml)
+        return _compute(
+            request,
+            medication,
+            default_tablet_mg,
+            suspension_mg_per_ml,
+            max_lines,
+            max_text_chars,
+            max_order_chars,
+        )
     except DoseProblem as p:
         return DoseResult.failure(p.reason, p.detail)
     except Exception:  # a safety net only; tests assert this path is never taken

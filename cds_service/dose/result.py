@@ -19,6 +19,8 @@ REASONS: dict[str, str] = {
         "The order states the dose or its frequency more than once, and the statements disagree."
     ),
     "invalid-value": "A number in the dosage is missing, not a number, zero or negative.",
+    "too-many-dosage-lines": "The order has more dosage instructions than this service reads.",
+    "too-much-dose-text": "The order's dosage texts are longer than this service reads for one order.",
     "internal-error": "The dose could not be worked out because of an unexpected problem in this service.",
 }
 

@@ -7,7 +7,7 @@ maximum. Anything it does not recognise is left unread, and the caller reports w
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,10 +25,17 @@ _UNIT = (
     r"|tablet\(s\)|tablets?|tabs?|tbl|pills?|capsules?|caps?"
 )
 
+# Every pattern below runs on canonical text (see ``_canonical``): no whitespace run longer than one
+# character and no digit run longer than MAX_DIGITS. Their unbounded quantifiers repeat only whitespace
+# or digits, so each match attempt is bounded by a constant and a scan is linear in the text's length.
+MAX_DIGITS = 20
+_WHITESPACE = re.compile(r"\s+")
+_LONG_NUMBER = re.compile(rf"(?<!\d)\d{{{MAX_DIGITS + 1},}}")
+
 # Text clean-up, in order: "one half", number words, "1 1/2" and "1½", other halves, dotted
 # abbreviations (b.i.d. -> bid).
 _ONE_HALF = re.compile(r"\bone[\s-]half\b")
-_HALF_AFTER = re.compile(r"(\d+)\s*(?:½|and\s+a\s+half\b|1/2\b)")
+_HALF_AFTER = re.compile(r"(?<!\d)(\d+)\s*(?:½|and\s+a\s+half\b|1/2\b)")
 _HALF = re.compile(r"½|\b1/2\b|\bhalf(?:\s+(?:of\s+)?an?\b)?")
 _WORDS = re.compile(r"\b(" + "|".join(_WORD_NUMBERS) + r")\b")
 _DOTTED = re.compile(r"\b([a-z])\.\s?([a-z])\.(?:\s?([a-z])\.?)?")
@@ -39,7 +46,7 @@ _DOSE = re.compile(
 )
 _MAX = re.compile(
     r"(?:\bmax(?:imum)?\.?(?:\s+(?:of|dose))?|\bnot\s+to\s+exceed|\bdo\s+not\s+exceed|\bno\s+more\s+than"
-    rf"|\bup\s+to)\s*:?\s*{_N}\s*({_UNIT})\s*(?:/|per|a|in|each|every)\s*(?:1\s*)?"
+    rf"|\bup\s+to)\s*(?::\s*)?{_N}\s*({_UNIT})\s*(?:/|per|a|in|each|every)\s*(?:1\s*)?"
     r"(?:day|d|24\s*(?:h|hr|hrs|hours?))\b"
 )
 _PRN = re.compile(r"\b(?:prn|as\s+needed|when\s+needed|if\s+needed|as\s+required)\b")
@@ -47,8 +54,8 @@ _PRN = re.compile(r"\b(?:prn|as\s+needed|when\s+needed|if\s+needed|as\s+required
 # Frequency patterns, most specific first; a later pattern never reuses text an earlier one matched.
 _INTERVAL = re.compile(rf"\b(?:q|every|each)\s*{_N}\s*(?:(?:-|–|to)\s*{_N}\s*)?(?:h|hr|hrs|hours?)\b")
 _OTHER_DAY = re.compile(r"\b(?:every\s+other\s+day|qod|alternate\s+days|every\s+(?:2|second)\s+days?)\b")
-_TIMES = re.compile(rf"\b{_N}\s*(?:x|times?)\s*(?:a|per|each|every|/)?\s*(?:day|daily|d)\b")
-_TWICE = re.compile(r"\b(once|twice|thrice)(?:\s*(?:a|per|each|every)?\s*(?:day|daily))?\b")
+_TIMES = re.compile(rf"\b{_N}\s*(?:x|times?)\s*(?:(?:a|per|each|every|/)\s*)?(?:day|daily|d)\b")
+_TWICE = re.compile(r"\b(once|twice|thrice)(?:\s*(?:(?:a|per|each|every)\s*)?(?:day|daily))?\b")
 _ABBREV = re.compile(r"\b(bid|tid|qid|tds|qds|qd|od|qday|q\d{1,2}h|\d{1,2}x/?d)\b")
 _DAILY = re.compile(r"\b(?:daily|every\s+day|each\s+day)\b")
 _WEEKLY = re.compile(r"\b(?:weekly|once\s+a\s+week|every\s+week)\b")
@@ -71,7 +78,8 @@ _ANCHOR = re.compile(
     r"|nightly|qam|qpm|qhs|hs)\b"
 )
 # Dosage texts are a line or two; reading only this much bounds the cost of hostile or pasted input.
-MAX_TEXT = 2000
+# The service passes CDS_DOSE_TEXT_MAX_CHARS; this default serves direct callers.
+MAX_TEXT = 1000
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,14 @@ class TextReading:
     frequency_conflict: str | None = None
 
 
+def _canonical(text: str) -> str:
+    """Lower case, whitespace runs as one space, numbers longer than MAX_DIGITS as "#" (not a dose)."""
+    t = _WHITESPACE.sub(" ", text.lower().replace("μ", "µ"))
+    return _LONG_NUMBER.sub("#", t)
+
+
 def normalise(text: str) -> str:
-    t = text.lower().replace("μ", "µ")
+    t = _canonical(text)
     t = _ONE_HALF.sub("half", t)
     t = _WORDS.sub(lambda m: _WORD_NUMBERS[m.group(1)], t)
     t = _HALF_AFTER.sub(lambda m: f"{m.group(1)}.5", t)
@@ -103,8 +117,16 @@ def normalise(text: str) -> str:
     return _DOTTED.sub(lambda m: "".join(g for g in m.groups() if g), t)
 
 
-def _blank(text: str, span: tuple[int, int]) -> str:
-    return text[: span[0]] + " " * (span[1] - span[0]) + text[span[1] :]
+def _blank_all(pattern: re.Pattern[str], text: str, keep: Callable[[re.Match[str]], bool]) -> str:
+    """The text with every match of ``pattern`` that ``keep`` accepts blanked, in one linear pass.
+
+    A blanked match leaves one space, and whitespace runs are folded again, so the text stays canonical.
+    """
+
+    def blank(m: re.Match[str]) -> str:
+        return " " if keep(m) else m.group(0)
+
+    return _WHITESPACE.sub(" ", pattern.sub(blank, text))
 
 
 def _doses(t: str) -> tuple[TextDose, ...]:
@@ -132,19 +154,27 @@ def _times_of_day(t: str) -> tuple[str, list[str], bool, set[str]]:
     phrases: list[str] = []
     slots: set[str] = set()
     meals = False
-    for m in list(_PAIR.finditer(t)):
+
+    def pair(m: re.Match[str]) -> bool:
         phrases.append(_phrase(m))
         slots.update((_SLOT_WORDS[m.group(1)], _SLOT_WORDS[m.group(2)]))
-        t = _blank(t, m.span())
-    for m in list(_MEALS.finditer(t)):
+        return True
+
+    def meal(m: re.Match[str]) -> bool:
+        nonlocal meals
         phrases.append(_phrase(m))
         slots.update(("morning", "noon", "evening"))  # breakfast, lunch, dinner
         meals = True
-        t = _blank(t, m.span())
-    for m in list(_ANCHOR.finditer(t)):
+        return True
+
+    def anchor(m: re.Match[str]) -> bool:
         phrases.append(_phrase(m))
-        slots.add(_SLOT_WORDS[re.sub(r"\s+", "", m.group(1))])
-        t = _blank(t, m.span())
+        slots.add(_SLOT_WORDS[m.group(1).replace(" ", "")])
+        return True
+
+    t = _blank_all(_PAIR, t, pair)
+    t = _blank_all(_MEALS, t, meal)
+    t = _blank_all(_ANCHOR, t, anchor)
     return t, phrases, meals, slots
 
 
@@ -177,11 +207,14 @@ def _frequency(t: str, notes: list[str]) -> tuple[Frequency | None, str | None]:
 
     def take(pattern: re.Pattern[str], make: Callable[[re.Match[str]], Frequency | None]) -> None:
         nonlocal t
-        for m in list(pattern.finditer(t)):
+
+        def keep(m: re.Match[str]) -> bool:
             f = make(m)
             if f is not None:
                 found.append((f, _phrase(m)))
-                t = _blank(t, m.span())
+            return f is not None
+
+        t = _blank_all(pattern, t, keep)
 
     def interval(m: re.Match[str]) -> Frequency | None:
         hours = Decimal(m.group(1))
@@ -223,22 +256,32 @@ def _frequency(t: str, notes: list[str]) -> tuple[Frequency | None, str | None]:
     return best, None
 
 
-def read(text: str) -> TextReading:
-    """Everything the text says about amount, frequency, as-needed use and a daily maximum."""
+def read(text: str, max_chars: int = MAX_TEXT) -> TextReading:
+    """Everything the text says about amount, frequency, as-needed use and a daily maximum.
+
+    Only the first ``max_chars`` characters are read. The work is linear in what is read: a fixed
+    number of regular-expression scans, each linear on canonical text (see MAX_DIGITS).
+    """
+    return read_texts([text], max_chars)
+
+
+def read_texts(texts: Sequence[str], max_chars: int = MAX_TEXT) -> TextReading:
+    """``read`` for the texts of one dosage (text, patientInstruction) taken together, each cut to
+    ``max_chars``."""
     notes: list[str] = []
-    if len(text) > MAX_TEXT:
-        notes.append(f"only the first {MAX_TEXT} characters of the instruction text were read")
-    t = normalise(text[:MAX_TEXT])
+    if any(len(text) > max_chars for text in texts):
+        notes.append(f"only the first {max_chars} characters of the instruction text were read")
+    t = normalise(" ; ".join(text[:max_chars] for text in texts))
     max_per_day = None
     m = _MAX.search(t)
     if m:
         unit = unit_named(m.group(2))
         if unit is not None and Decimal(m.group(1)) > 0:
             max_per_day = (Decimal(m.group(1)), unit)
-        t = _blank(t, m.span())
+        t = _WHITESPACE.sub(" ", f"{t[: m.start()]} {t[m.end() :]}")
     as_needed = bool(_PRN.search(t))
     doses = _doses(t)
-    for dm in _DOSE.finditer(t):  # the amount's own words ("2 tabs") must not read as a frequency
-        t = _blank(t, dm.span())
+    # The amount's own words ("2 tabs") must not read as a frequency.
+    t = _blank_all(_DOSE, t, lambda _: True)
     frequency, conflict = _frequency(t, notes)
     return TextReading(doses, frequency, as_needed, max_per_day, tuple(notes), conflict)

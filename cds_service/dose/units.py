@@ -108,9 +108,11 @@ _MASS_WORDS = r"mg|mcg|ug|µg|μg|g|milligrams?|micrograms?|grams?"
 # "10 MG Oral Tablet", "amifampridine 10 mg tablet", "1 MG/ML Oral Suspension", "10 mg in 10 mL", "5 MG/5ML"
 _STRENGTH_TEXT = re.compile(
     rf"(?<![\w.])(\d+(?:\.\d+)?)\s*({_MASS_WORDS})(?![\w])"
-    r"(?:\s*(?:/|per|in)\s*(\d+(?:\.\d+)?)?\s*(ml|milliliters?|millilitres?)(?![\w]))?",
+    r"(?:\s*(?:/|per|in)\s*(?:(\d+(?:\.\d+)?)\s*)?(ml|milliliters?|millilitres?)(?![\w]))?",
     re.IGNORECASE,
 )
+# Product names read for a strength (code text, coding displays, reference display): a handful in practice.
+_MAX_PRODUCT_TEXTS = 10
 _AMIFAMPRIDINE = re.compile(r"amifampridine|diaminopyridine|3,4-dap|firdapse|ruzurgi", re.IGNORECASE)
 
 
@@ -241,13 +243,19 @@ def _product_texts(request: Mapping[str, Any], medication: Mapping[str, Any] | N
     return texts
 
 
-def product_strength(request: Mapping[str, Any], medication: Mapping[str, Any] | None) -> ProductStrength:
-    """Strengths by precedence: Medication ingredient ratio > strength in a product name > none."""
+def product_strength(
+    request: Mapping[str, Any], medication: Mapping[str, Any] | None, max_chars: int = 1000
+) -> ProductStrength:
+    """Strengths by precedence: Medication ingredient ratio > strength in a product name > none.
+
+    Only the first ``max_chars`` of the first few product names are read, with whitespace runs folded, so the
+    scan is linear (the pattern's ``\\s*`` then never meets a long run).
+    """
     found: list[Strength] = []
     if medication is not None:
         found += _ingredient_strengths(medication)
-    for text in _product_texts(request, medication):
-        found += _strengths_in_text(text)
+    for text in _product_texts(request, medication)[:_MAX_PRODUCT_TEXTS]:
+        found += _strengths_in_text(_SPACES.sub(" ", text[:max_chars]))
     per_unit = next((s for s in found if not s.per_ml), None)
     per_ml = next((s for s in found if s.per_ml), None)
     return ProductStrength(per_unit, per_ml)

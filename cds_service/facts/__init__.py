@@ -36,6 +36,9 @@ class Options:
 
     weight_max_age_days: int = 90
     dose_caps_version: str = "2024-05"
+    dose_max_lines: int = 20  # CDS_DOSE_MAX_LINES
+    dose_text_max_chars: int = 1000  # CDS_DOSE_TEXT_MAX_CHARS
+    dose_order_text_max_chars: int = 5000  # CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER
 
 
 Note = Callable[[str, str], None]
@@ -168,7 +171,14 @@ class OrderFacts:
     @cached_property
     def dose(self) -> DoseResult:
         """mg per dose and per day, with the arithmetic in words (or why they cannot be worked out)."""
-        return compute_dose(self.order.resource, medication=self.order.facts.medication)
+        options = self.facts.options
+        return compute_dose(
+            self.order.resource,
+            medication=self.order.facts.medication,
+            max_lines=options.dose_max_lines,
+            max_text_chars=options.dose_text_max_chars,
+            max_order_chars=options.dose_order_text_max_chars,
+        )
 
     @cached_property
     def previous(self) -> Order | None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cds_service import pipeline
-from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.data_keys import MEDICATION_REFERENCES, PREFETCH_KEYS
 from cds_service.integration.offline import Evaluation
 from cds_service.knowledge.loader import Knowledge
 from cds_service.record import (
@@ -82,8 +82,16 @@ def describe_resource(resource: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _order(order: Order) -> dict[str, Any]:
-    return {"ref": order.reference, "name": order.name, "classes": sorted(order.classes)}
+def _order(order: Order, unresolved: Mapping[str, str] | None = None) -> dict[str, Any]:
+    item = {"ref": order.reference, "name": order.name, "classes": sorted(order.classes)}
+    if order.facts.unresolved and not order.classes:  # named, so a reader knows the drug was not checked
+        why = (unresolved or {}).get(order.facts.unresolved, "is not in the request")
+        item["unidentified"] = f"{order.facts.unresolved} {why}"
+    return item
+
+
+def _fetched(outcome: pipeline.Outcome) -> Mapping[str, Any] | None:
+    return outcome.data.medications if outcome.data is not None else None
 
 
 def _ref(resource: Mapping[str, Any]) -> str:
@@ -124,7 +132,7 @@ def _data(outcome: pipeline.Outcome) -> dict[str, Any]:
     if data is None:
         return {}
     sections: dict[str, Any] = {}
-    for key in PREFETCH_KEYS:
+    for key in [*PREFETCH_KEYS, MEDICATION_REFERENCES]:
         if key in data.unavailable:
             sections[key] = {"source": "unavailable", "why": data.unavailable[key], "resources": []}
         elif key in data.values:
@@ -141,11 +149,12 @@ def explanation(
 ) -> dict[str, Any]:
     """A JSON-able account of one evaluation (what ``--explain`` prints, and ``--json --explain`` emits)."""
     outcome = evaluation.outcome
-    in_question, _ = pipeline.classify_drafts(evaluation.call, knowledge)
+    in_question, _ = pipeline.classify_drafts(evaluation.call, knowledge, _fetched(outcome))
+    unresolved = outcome.data.unresolved if outcome.data is not None else {}
     result: dict[str, Any] = {
         "service": evaluation.call.service.id,
         "today": today.isoformat(),
-        "orders": [_order(o) for o in outcome.orders],
+        "orders": [_order(o, unresolved) for o in outcome.orders],
         "ordersInQuestion": [o.reference for o in in_question],
     }
     if outcome.data is None:
@@ -157,7 +166,7 @@ def explanation(
         return result
     result["data"] = _data(outcome)
     if outcome.record is not None:
-        result["currentOrders"] = [_order(o) for o in outcome.record.current_orders]
+        result["currentOrders"] = [_order(o, unresolved) for o in outcome.record.current_orders]
         result["notValidR4"] = list(outcome.record.not_valid_r4)
     notes: dict[str, list[str]] = {}
     for rule, text in outcome.notes:
@@ -238,6 +247,8 @@ def print_explanation(result: Mapping[str, Any], console: Console) -> None:
     for order in result["orders"]:
         marker = "*" if order["ref"] in result["ordersInQuestion"] else " "
         classes = ", ".join(order["classes"]) or "unrelated to amifampridine"
+        if "unidentified" in order:
+            classes = f"DRUG NOT IDENTIFIED - {order['unidentified']}"
         _say(console, Text(f" {marker} {order['ref']}  {order['name']}  [{classes}]"))
     if "verdict" in result:
         _say(console, Text(result["verdict"], style="green"))
@@ -254,6 +265,8 @@ def print_explanation(result: Mapping[str, Any], console: Console) -> None:
         _say(console, Text("Current medication orders:", style="bold"))
         for order in result["currentOrders"]:
             classes = ", ".join(order["classes"]) or "unrelated"
+            if "unidentified" in order:
+                classes = f"DRUG NOT IDENTIFIED - {order['unidentified']}"
             _say(console, Text(f"    {order['ref']}  {order['name']}  [{classes}]"))
     for problem in result.get("notValidR4") or []:
         _say(console, Text(f"  {problem}", style="yellow"))

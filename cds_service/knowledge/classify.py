@@ -3,6 +3,10 @@
 An order is matched by any of its codings (RxNorm, ATC, SNOMED, NDC) or by a name in its text: the
 CodeableConcept, the coding displays, the reference display, and a referenced or contained Medication's
 code and ingredients. Works on DSTU2 MedicationOrder and STU3/R4 MedicationRequest alike.
+
+A ``medicationReference`` to a Medication that is neither contained nor among the ``medications`` given
+is *unresolved*: the facts keep the reference, so the order can be named as one whose drug is unknown
+(and the Medication fetched from the FHIR server, see ``cds_service.protocol.prefetch``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class MedicationFacts:
     codings: tuple[Mapping[str, Any], ...]
     texts: tuple[str, ...]
     medication: Mapping[str, Any] | None
+    # The Medication reference ("Medication/x", or "#x" when contained) that could not be resolved.
+    unresolved: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -37,7 +43,14 @@ class MedicationFacts:
         for coding in self.codings:
             if coding.get("code"):
                 return f"{coding.get('system', '')}|{coding['code']}"
+        if self.unresolved:
+            return f"unidentified medication ({self.unresolved})"
         return "unnamed medication"
+
+    @property
+    def unidentified(self) -> bool:
+        """Its Medication could not be resolved and nothing else in the order names or codes the drug."""
+        return self.unresolved is not None and not self.codings and not any(t.strip() for t in self.texts)
 
 
 def _take(concept: Any, codings: list[Mapping[str, Any]], texts: list[str]) -> None:
@@ -53,6 +66,19 @@ def _take(concept: Any, codings: list[Mapping[str, Any]], texts: list[str]) -> N
             display = coding.get("display")
             if isinstance(display, str):
                 texts.append(display)
+
+
+def medication_reference(order: Mapping[str, Any]) -> str | None:
+    """The reference of an order's Medication as written: "#x" (contained), "Medication/x" or absolute."""
+    reference = order.get("medicationReference")
+    if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+        return reference["reference"]
+    return None
+
+
+def reference_key(reference: str) -> str:
+    """Absolute and relative references name the same resource by their last two segments."""
+    return "/".join(reference.rstrip("/").split("/")[-2:])
 
 
 def resolve_medication(
@@ -71,8 +97,7 @@ def resolve_medication(
                 return contained
         return None
     if medications:
-        # Absolute and relative references name the same resource by their last two segments.
-        return medications.get("/".join(ref.rstrip("/").split("/")[-2:]))
+        return medications.get(reference_key(ref))
     return None
 
 
@@ -88,14 +113,17 @@ def medication_facts(
     if isinstance(reference, Mapping) and isinstance(reference.get("display"), str):
         texts.append(reference["display"])
     medication = resolve_medication(order, medications)
-    if medication is not None:
-        _take(medication.get("code"), codings, texts)
-        for ingredient in medication.get("ingredient") or []:
-            if isinstance(ingredient, Mapping):
-                _take(ingredient.get("itemCodeableConcept"), codings, texts)
-                item_ref = ingredient.get("itemReference")
-                if isinstance(item_ref, Mapping) and isinstance(item_ref.get("display"), str):
-                    texts.append(item_ref["display"])
+    if medication is None:
+        ref = medication_reference(order)
+        unresolved = ref if ref is None or ref.startswith("#") else reference_key(ref)
+        return MedicationFacts(tuple(codings), tuple(texts), None, unresolved)
+    _take(medication.get("code"), codings, texts)
+    for ingredient in medication.get("ingredient") or []:
+        if isinstance(ingredient, Mapping):
+            _take(ingredient.get("itemCodeableConcept"), codings, texts)
+            item_ref = ingredient.get("itemReference")
+            if isinstance(item_ref, Mapping) and isinstance(item_ref.get("display"), str):
+                texts.append(item_ref["display"])
     return MedicationFacts(tuple(codings), tuple(texts), medication)
 
 

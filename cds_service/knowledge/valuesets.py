@@ -25,6 +25,24 @@ VERIFY_URL = f"{PROJECT_BASE}/StructureDefinition/verify"
 # the FDA NDC directory...). A code with fewer than two sources carries VERIFY_URL.
 SOURCE_URL = f"{PROJECT_BASE}/StructureDefinition/source"
 
+# The other names records give the same code systems: the HL7 OIDs (C-CDA-derived data and many EHR
+# interfaces send `urn:oid:…`; FHIR's NamingSystem registry, hl7.org/fhir/R4/namingsystem-terminologies.html,
+# maps each OID to its URI) and a stray trailing slash. A coding is compared under the canonical URI.
+SYSTEM_ALIASES: Mapping[str, str] = {
+    "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+    "urn:oid:2.16.840.1.113883.6.69": "http://hl7.org/fhir/sid/ndc",
+    "urn:oid:2.16.840.1.113883.6.90": "http://hl7.org/fhir/sid/icd-10-cm",
+    "urn:oid:2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
+    "urn:oid:2.16.840.1.113883.6.103": "http://hl7.org/fhir/sid/icd-9-cm",
+    "urn:oid:2.16.840.1.113883.6.73": "http://www.whocc.no/atc",
+    "http://snomed.info/sct/": "http://snomed.info/sct",
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "http://loinc.org/": "http://loinc.org",
+    "http://www.whocc.no/atc/": "http://www.whocc.no/atc",
+}
+
 # Systems whose hierarchy is expressed by code prefix.
 _PREFIX_SYSTEMS = {
     "http://hl7.org/fhir/sid/icd-10-cm",
@@ -71,6 +89,7 @@ class CodeMatcher:
     def matches_code(self, system: str | None, code: str | None) -> bool:
         if not system or not isinstance(code, str):
             return False
+        system = SYSTEM_ALIASES.get(system, system)
         stripped = code.strip()
         if system in _PREFIX_SYSTEMS:
             normalised = stripped.replace(".", "").upper()
@@ -114,6 +133,7 @@ class _Builder:
             system = include.get("system")
             if not isinstance(system, str) or not system:
                 raise ValueSetError(f"{origin}: compose.include[{index}].system is required")
+            system = SYSTEM_ALIASES.get(system, system)  # a site file may name a system by its OID
             if not include.get("concept") and not include.get("filter"):
                 # FHIR reads such an include as the whole code system; matching that is not supported.
                 raise ValueSetError(f"{origin}: compose.include[{index}] lists no concept and no filter")

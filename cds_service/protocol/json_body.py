@@ -1,6 +1,7 @@
 """Read a request's JSON body once, fast, with the limits a public endpoint needs.
 
-Flask's MAX_CONTENT_LENGTH turns an oversized body into 413 before it is read; here a body that is not
+Flask's MAX_CONTENT_LENGTH turns an oversized body into 413 before it is read (a chunked one, without
+Content-Length, once it is read past the limit: ``_more_unframed_body``); here a body that is not
 JSON gets 415 (wrong media type) or 400 (malformed), and nesting deeper than the limit (outside the
 prefetch records, see ``_NOT_WALKED``) gets 400 before any code walks it.
 
@@ -57,7 +58,21 @@ def _raw_body() -> bytes:
     raw = request.get_data(cache=False)
     if not raw:
         raise InvalidRequest("the request body is empty")
+    limit = request.max_content_length
+    if limit is not None and len(raw) >= limit and _more_unframed_body():
+        raise CdsError(413, f"request body larger than {limit} bytes (CDS_MAX_BODY_BYTES)")
     return raw
+
+
+def _more_unframed_body() -> bool:
+    """Whether a body sent without Content-Length (chunked) goes on past what was read.
+
+    Flask refuses an oversized Content-Length up front (413), but a chunked body is read only up to the
+    limit and would then fail as truncated JSON (400). One more byte from the server's stream tells.
+    """
+    if request.content_length is not None:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
 
 
 def _check_depth(body: Any, max_depth: int) -> Any:

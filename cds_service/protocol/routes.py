@@ -20,7 +20,7 @@ from cds_service.protocol.prefetch import ResolvedData, resolve
 from cds_service.protocol.services import SERVICES, ServiceDefinition
 from cds_service.protocol.validation import HookCall, validate_call, validate_feedback
 from cds_service.runtime import Runtime
-from cds_service.security import authorize_fhir_server
+from cds_service.security import authorize_fhir_server, replay_cache_status
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("cds_hooks", __name__)
@@ -45,9 +45,14 @@ def discovery() -> Response:
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    body = read_hook_request(runtime().settings.max_json_depth)
-    call = validate_call(body, service)
+    settings = runtime().settings
+    body = read_hook_request(settings.max_json_depth)
+    call = validate_call(body, service, max_draft_orders=settings.max_draft_orders)
     g.cds_log = {"service": service.id, "hook": service.hook.hook, "hookInstance": call.hook_instance}
+    if call.fhir_server is not None:
+        # Judged on every call, whatever the drug and the prefetch: a client misconfigured with a server
+        # it may not name hears so at its first call, not at the rare order that needs a fetch.
+        authorize_fhir_server(call.fhir_server)
     rt = runtime()
 
     def fetch(hook_call: HookCall) -> ResolvedData:
@@ -108,6 +113,9 @@ def readyz() -> Response:
     warning = current_app.extensions.get("cds.auth_warning")
     if warning:
         body["warnings"] = [warning]
+    replay = replay_cache_status()  # degraded: replay checks per process while the database is down
+    if replay is not None:
+        body["replayCache"] = replay
     return jsonify(body)
 
 

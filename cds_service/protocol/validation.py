@@ -1,7 +1,9 @@
 """Validate a CDS Hooks 2.0.1 service call and pick out what the service needs from it.
 
 Every problem becomes a 400 whose OperationOutcome names the offending field (``context.patientId``),
-so an integration engineer can fix the EHR's request without reading our code.
+so an integration engineer can fix the EHR's request without reading our code. More draft orders (or
+selections) than ``CDS_MAX_DRAFT_ORDERS`` is a 413 naming the limit: each order costs work on the hook
+path, and a call is answered within the EHR's timeout or not at all.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.config import Settings
 from cds_service.data_keys import PREFETCH_KEYS
-from cds_service.protocol.errors import InvalidRequest
+from cds_service.protocol.errors import CdsError, InvalidRequest
 from cds_service.protocol.raw_json import is_json_object
 from cds_service.protocol.services import ServiceDefinition
 
@@ -69,7 +72,21 @@ def _type_name(kind: type) -> str:
     return {str: "string", dict: "JSON object", list: "JSON array", int: "integer"}.get(kind, kind.__name__)
 
 
-def _orders_bundle(context: Mapping[str, Any], field_name: str) -> tuple[Mapping[str, Any], ...]:
+DEFAULT_MAX_DRAFT_ORDERS = Settings.max_draft_orders  # for callers without settings (offline evaluate)
+
+
+def _check_count(items: list[Any], limit: int, path: str, what: str) -> None:
+    if len(items) > limit:
+        raise CdsError(
+            413,
+            f"{path} holds {len(items)} {what}; at most {limit} are accepted per call (CDS_MAX_DRAFT_ORDERS)",
+            expression=[path],
+        )
+
+
+def _orders_bundle(
+    context: Mapping[str, Any], field_name: str, max_orders: int
+) -> tuple[Mapping[str, Any], ...]:
     path = f"context.{field_name}"
     bundle = _require(context, field_name, dict, path)
     if bundle.get("resourceType") != "Bundle":
@@ -78,6 +95,7 @@ def _orders_bundle(context: Mapping[str, Any], field_name: str) -> tuple[Mapping
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
         raise InvalidRequest(f"{path}.entry must be a JSON array", f"{path}.entry")
+    _check_count(entries, max_orders, f"{path}.entry", "entries")
     orders = []
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -99,10 +117,14 @@ def _orders_bundle(context: Mapping[str, Any], field_name: str) -> tuple[Mapping
     return tuple(orders)
 
 
-def _selections(context: Mapping[str, Any], orders: tuple[Mapping[str, Any], ...]) -> frozenset[str]:
+def _selections(
+    context: Mapping[str, Any], orders: tuple[Mapping[str, Any], ...], max_orders: int
+) -> frozenset[str]:
     selections = _require(context, "selections", list, "context.selections")
     if not selections:
         raise InvalidRequest("context.selections must name at least one order", "context.selections")
+    # Selections name draft orders, so there are never more of them (repeats add nothing but work).
+    _check_count(selections, max_orders, "context.selections", "references")
     present = {f"{o.get('resourceType')}/{o.get('id')}" for o in orders if o.get("id")}
     for index, selection in enumerate(selections):
         where = f"context.selections[{index}]"
@@ -151,7 +173,9 @@ def _prefetch(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return prefetch
 
 
-def validate_call(body: Any, service: ServiceDefinition) -> HookCall:
+def validate_call(
+    body: Any, service: ServiceDefinition, *, max_draft_orders: int = DEFAULT_MAX_DRAFT_ORDERS
+) -> HookCall:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     hook = _require(body, "hook", str, "hook")
@@ -168,8 +192,8 @@ def validate_call(body: Any, service: ServiceDefinition) -> HookCall:
     encounter = context.get("encounterId")
     if encounter is not None and not (isinstance(encounter, str) and FHIR_ID.fullmatch(encounter)):
         raise InvalidRequest("context.encounterId must be a FHIR id", "context.encounterId")
-    orders = _orders_bundle(context, service.hook.orders_field)
-    selections = _selections(context, orders) if service.hook.selections else None
+    orders = _orders_bundle(context, service.hook.orders_field, max_draft_orders)
+    selections = _selections(context, orders, max_draft_orders) if service.hook.selections else None
     server, token = _fhir_server(body)
     return HookCall(
         service=service,

@@ -100,6 +100,61 @@ def cholinergic_drug(ctx: RuleContext) -> list[Finding]:
     return _class_rule(ctx, CHOLINERGIC_TOPIC, CHOLINERGIC)
 
 
+# The checks an unknown co-medication defeats, in the words of the data-unavailable card.
+_UNIDENTIFIED_CHECKS = (
+    "co-medication that lowers the seizure threshold, cholinergic co-medication, "
+    "duplicate aminopyridine therapy"
+)
+
+
+def _unidentified_reason(ctx: RuleContext, order: Order) -> str:
+    reference = order.facts.unresolved or ""
+    reason = ctx.record.unresolved_medications.get(reference, "is not in the request")
+    return f"{reference} {reason}"
+
+
+# An order whose medicationReference names a Medication that was neither in the request nor fetched,
+# and that names or codes no drug otherwise, could be any of the co-drugs above: the interaction checks
+# could not judge it. The same pairing decides when it matters; the finding is a data-unavailable card.
+@rule(
+    "data-unavailable",
+    name="unidentified-medication",
+    check="identity of a co-medication",
+    sentences=("unidentified-what", "unidentified-why"),
+)
+def unidentified_medication(ctx: RuleContext) -> list[Finding]:
+    in_question = {id(order) for order in ctx.orders}
+    amifampridine = ctx.facts.concurrent_amifampridine
+    if not amifampridine:
+        return []
+    asked = [order for order in amifampridine if id(order) in in_question]
+    unknown = [
+        order
+        for order in [*ctx.record.current_orders, *ctx.drafts]
+        if order.facts.unidentified and not order.classes and (asked or id(order) in in_question)
+    ]
+    if not unknown:
+        return []
+    words = ctx.knowledge.topic("data-unavailable")
+    about = asked[0] if asked else next(o for o in unknown if id(o) in in_question)
+    for order in unknown:
+        reason = _unidentified_reason(ctx, order)
+        ctx.note("unidentified-medication", f"{order.reference}: drug not identified ({reason})")
+    reasons = "; ".join(_unidentified_reason(ctx, o) for o in unknown)
+    return [
+        Finding(
+            topic="data-unavailable",
+            params={
+                "what": "; ".join(words.say("unidentified-what", reference=o.reference) for o in unknown),
+                "why": words.say("unidentified-why", reasons=reasons),
+                "checks": _UNIDENTIFIED_CHECKS,
+                "drug": about.name,
+            },
+            order=about,
+        )
+    ]
+
+
 @rule(
     DUPLICATE_TOPIC,
     check="duplicate aminopyridine therapy",

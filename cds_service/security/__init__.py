@@ -5,14 +5,15 @@ Interface used by the app factory and the protocol layer:
   ``/cds-services*`` and ``/admin*`` (not OPTIONS preflights), put the caller on ``flask.g.cds_client``
   (a ``CdsClient`` with ``iss``, ``tenant`` and ``fhir_servers``, or None when auth is off), and add
   security headers to every response. Raises ``ConfigError`` when the configuration is unusable.
-- ``authorize_fhir_server(fhir_server)``: called before any outbound FHIR request; raises ``CdsError(403)``
-  when the calling client may not send that server.
+- ``authorize_fhir_server(fhir_server)``: called on every hook call that names a ``fhirServer`` (and again
+  before any outbound FHIR request); raises ``CdsError(403)`` when the calling client may not send it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
@@ -24,6 +25,7 @@ from cds_service.security.headers import add_security_headers
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_verifier import AuthError, CdsClient, JwtVerifier, printable
 from cds_service.security.replay import make_replay_cache
+from cds_service.storage.config import StorageConfig
 
 __all__ = [
     "AUTH_OFF_WARNING",
@@ -31,14 +33,16 @@ __all__ = [
     "SecurityState",
     "authorize_fhir_server",
     "install_security",
+    "replay_cache_status",
 ]
 
 log = logging.getLogger("cds_service.security")
 
 PROTECTED_PREFIXES = ("/cds-services", "/admin")
 AUTH_OFF_WARNING = (
-    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and choose "
-    "the FHIR server. Use only on a developer machine, never with real patient data."
+    "CDS_AUTH=off: client authentication is DISABLED - any caller can invoke the services and name a "
+    "loopback FHIR server (or one in CDS_FHIR_SERVER_ALLOWLIST). Use only on a developer machine, never "
+    "with real patient data."
 )
 
 
@@ -69,7 +73,10 @@ def install_security(app: Flask, settings: Settings) -> None:
                 cache_seconds=sec.jwks_cache_seconds,
                 refresh_interval=sec.jwks_refresh_interval,
             ),
-            replay_cache=make_replay_cache(sec.replay_cache, sec.database_url),
+            # The database the audit store uses (its SQLite default included): shared by every worker.
+            replay_cache=make_replay_cache(
+                sec.replay_cache, StorageConfig.from_env(settings.env).database_url
+            ),
             algorithms=sec.algorithms,
             leeway=sec.leeway,
             max_lifetime=sec.max_token_lifetime,
@@ -86,6 +93,12 @@ def install_security(app: Flask, settings: Settings) -> None:
     app.extensions["cds.security"] = SecurityState(settings=sec, verifier=verifier, clients=clients)
     app.before_request(_authenticate)
     app.after_request(_add_headers)
+
+
+def replay_cache_status() -> dict[str, Any] | None:
+    """For ``/readyz``: where seen ``jti``s are kept and whether that store is degraded (None: auth off)."""
+    state: SecurityState | None = current_app.extensions.get("cds.security")
+    return state.verifier.replay.status() if state is not None and state.verifier is not None else None
 
 
 def _authenticate() -> Response | None:
@@ -130,11 +143,12 @@ def authorize_fhir_server(fhir_server: str) -> None:
     if state is None:  # fail closed if the app was built without security
         raise CdsError(403, "fhirServer cannot be checked: security is not installed")
     client: CdsClient | None = g.get("cds_client")
-    if state.verifier is not None:
-        allowed: tuple[str, ...] | None = client.fhir_servers if client else ()
-    else:
-        allowed = state.settings.fhir_allowlist or None
-    problem = fhir_server_problem(fhir_server, allowed, allow_http=state.settings.allow_http_fhir)
+    auth_off = state.verifier is None  # then loopback (a developer's machine) and CDS_FHIR_SERVER_ALLOWLIST
+    client_servers = client.fhir_servers if client else ()
+    allowed = state.settings.fhir_allowlist if auth_off else client_servers
+    problem = fhir_server_problem(
+        fhir_server, allowed, allow_http=state.settings.allow_http_fhir, allow_loopback=auth_off
+    )
     if problem:
         log.warning("fhirServer refused: %s iss=%s", problem, printable(client.iss if client else None))
         raise CdsError(403, problem, expression=["fhirServer"])

@@ -7,6 +7,7 @@ The trusted-clients file (YAML or JSON) lists every CDS client (EHR) allowed to 
         jwks_url: https://ehr.example.org/jwks  # or a list; or `jwks:` inline; or `jwks_file:` path
         tenants: [org-1]                        # optional: the JWT's tenant must be one of these
         fhir_servers: [https://ehr.example.org/fhir/r4]
+        report_all_clients: false               # true: may read GET /admin/report?client=all
 
 A broken file stops the start with one line naming the problem (``ConfigError``).
 """
@@ -40,6 +41,7 @@ class TrustedClient:
     tenants: tuple[str, ...] = ()
     fhir_servers: tuple[str, ...] = ()  # normalised base URLs
     name: str | None = None
+    report_all_clients: bool = False  # may read every client's data in GET /admin/report?client=all
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,17 @@ def load_trusted_clients(path: Path) -> tuple[TrustedClient, ...]:
 def _client(entry: Any, where: str, *, base_dir: Path) -> TrustedClient:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: each client must be a mapping")
-    known = {"iss", "name", "jwks_url", "jwks_urls", "jwks", "jwks_file", "tenants", "fhir_servers"}
+    known = {
+        "iss",
+        "name",
+        "jwks_url",
+        "jwks_urls",
+        "jwks",
+        "jwks_file",
+        "tenants",
+        "fhir_servers",
+        "report_all_clients",
+    }
     unknown = sorted(set(entry) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -165,6 +177,9 @@ def _client(entry: Any, where: str, *, base_dir: Path) -> TrustedClient:
     except ValueError as exc:
         raise ConfigError(f"{where}: fhir_servers: {exc}") from exc
     name = entry.get("name")
+    report_all_clients = entry.get("report_all_clients", False)
+    if not isinstance(report_all_clients, bool):
+        raise ConfigError(f"{where}: report_all_clients must be true or false")
     return TrustedClient(
         iss=iss.strip(),
         jwks_urls=jwks_urls,
@@ -172,6 +187,7 @@ def _client(entry: Any, where: str, *, base_dir: Path) -> TrustedClient:
         tenants=_strings(entry.get("tenants"), where, "tenants"),
         fhir_servers=fhir_servers,
         name=str(name) if name is not None else None,
+        report_all_clients=report_all_clients,
     )
 
 

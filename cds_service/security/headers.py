@@ -7,7 +7,10 @@ advice for one patient at one moment.
 
 from __future__ import annotations
 
-from flask import Response
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the gunicorn worker builds its own error responses from these, without Flask
+    from flask import Response
 
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 HSTS = "max-age=31536000"
@@ -24,6 +27,11 @@ _DEFAULTS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
+
+
+def security_headers(*, hsts: bool = True) -> dict[str, str]:
+    """Every security header of a response that sets none itself (gunicorn's own error responses)."""
+    return {**_ALWAYS, **_DEFAULTS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
 
 
 def add_security_headers(response: Response, *, hsts: bool = True) -> Response:

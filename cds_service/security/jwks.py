@@ -1,9 +1,14 @@
 """Fetch and cache the JWK Sets of trusted clients.
 
 Only URLs from the trusted-clients file are ever fetched (the caller guarantees it; ``jku`` is matched
-against that list first). Fetches use HTTPS, a timeout, no redirects and a size cap. A key set is kept
-for ``cache_seconds``; an unknown ``kid`` triggers a refresh at most once per ``refresh_interval`` per
-URL, so a flood of tokens with made-up kids cannot turn the service into a request amplifier.
+against that list first). Fetches use HTTPS, no redirects, a size cap and one deadline (``timeout``)
+for the whole exchange, status line and headers included (``cds_service.outbound``); at most
+``MAX_FETCHES_PER_ORIGIN`` run at once against one host. A key set is kept for ``cache_seconds``; an
+unknown ``kid`` triggers a refresh at most once per ``refresh_interval`` per URL, so a flood of tokens
+with made-up kids cannot turn the service into a request amplifier.
+
+No lock is held across a fetch: one request fetches, the others asking for the same URL meanwhile wait
+for it at most ``timeout`` (single flight), and requests for other URLs never wait at all.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cds_service.outbound import BoundedClient, OutboundError
 from cds_service.security.config import jwk_problem
 
 log = logging.getLogger("cds_service.security.jwks")
 
 MAX_JWKS_BYTES = 256 * 1024
+# Key-set fetches in flight to one host (scheme://host:port); one per URL already, by the single flight.
+MAX_FETCHES_PER_ORIGIN = 4
 
 
 class JwksFetchError(Exception):
@@ -35,7 +43,8 @@ class _Entry:
     keys: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     fetched_at: float | None = None  # last successful fetch
     attempted_at: float | None = None  # last attempt, successful or not
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the fields, never a fetch
+    in_flight: threading.Event | None = None  # set when the fetch under way ends
 
 
 class JwksCache:
@@ -51,7 +60,7 @@ class JwksCache:
         self.timeout = timeout
         self.cache_seconds = cache_seconds
         self.refresh_interval = refresh_interval
-        self._session = session or requests.Session()
+        self._outbound = BoundedClient(session or requests.Session(), per_origin=MAX_FETCHES_PER_ORIGIN)
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._entries_lock = threading.Lock()
@@ -62,8 +71,18 @@ class JwksCache:
         with entry.lock:
             now = self._clock()
             stale = entry.fetched_at is None or now - entry.fetched_at >= self.cache_seconds
-            if (stale or kid not in entry.keys) and self._may_fetch(entry, now):
-                self._refresh(url, entry, now)
+            if not (stale or kid not in entry.keys):
+                return entry.keys.get(kid)
+            waiting = entry.in_flight
+            leader = waiting is None and self._may_fetch(entry, now)
+            if leader:
+                entry.attempted_at = now
+                entry.in_flight = threading.Event()
+        if leader:
+            self._refresh(url, entry, now)
+        elif waiting is not None:
+            waiting.wait(self.timeout)  # bounded: the fetch under way ends by its own deadline
+        with entry.lock:
             return entry.keys.get(kid)
 
     def _entry(self, url: str) -> _Entry:
@@ -74,37 +93,42 @@ class JwksCache:
         return entry.attempted_at is None or now - entry.attempted_at >= self.refresh_interval
 
     def _refresh(self, url: str, entry: _Entry, now: float) -> None:
-        entry.attempted_at = now
+        """Fetch outside the entry's lock; store the keys and wake the waiters under it."""
+        keys: dict[str, Mapping[str, Any]] | None = None
         try:
             keys = self.fetch(url)
         except JwksFetchError as exc:
             # Keep the keys we had: a brief outage at the EHR should not lock it out of its own service.
             log.warning("JWKS fetch failed url=%s reason=%s kept_keys=%d", url, exc, len(entry.keys))
-            return
-        entry.keys = keys
-        entry.fetched_at = now
-        log.info("JWKS fetched url=%s kids=%s", url, ",".join(sorted(keys)))
+        finally:
+            with entry.lock:
+                if keys is not None:
+                    entry.keys = keys
+                    entry.fetched_at = now
+                done, entry.in_flight = entry.in_flight, None
+            if done is not None:
+                done.set()
+        if keys is not None:
+            log.info("JWKS fetched url=%s kids=%s", url, ",".join(sorted(keys)))
 
     def fetch(self, url: str) -> dict[str, Mapping[str, Any]]:
         if urlsplit(url).scheme != "https":
             raise JwksFetchError("only https key set URLs are fetched")
         try:
-            with self._session.get(
+            answer = self._outbound.get(
                 url,
-                timeout=(self.timeout, self.timeout),
-                allow_redirects=False,
-                stream=True,
                 headers={"Accept": "application/json, application/jwk-set+json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise JwksFetchError(f"HTTP {response.status_code}")
-                body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
-                if len(body) > MAX_JWKS_BYTES:
-                    raise JwksFetchError("key set larger than 256 KiB")
-                data = _json(body)
-        except requests.RequestException as exc:
-            raise JwksFetchError(type(exc).__name__) from exc
-        return parse_jwks(data)
+                deadline=time.monotonic() + self.timeout,
+                timeouts=(self.timeout, self.timeout),
+                max_bytes=MAX_JWKS_BYTES,
+            )
+        except OutboundError as exc:
+            if exc.kind == "too-large":
+                raise JwksFetchError("key set larger than 256 KiB") from exc
+            raise JwksFetchError(str(exc)) from exc
+        if answer.status != 200:
+            raise JwksFetchError(f"HTTP {answer.status}")
+        return parse_jwks(_json(answer.body))
 
 
 def _json(body: bytes) -> Any:

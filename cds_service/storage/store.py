@@ -18,7 +18,7 @@ from cds_service.storage.dialect import insert_ignore
 from cds_service.storage.engine import make_engine
 from cds_service.storage.identity import load_or_create_salt, patient_hash
 from cds_service.storage.models import Feedback, IssuedCard
-from cds_service.storage.report import build_report
+from cds_service.storage.report import ReportScope, build_report
 from cds_service.storage.writer import BackgroundWriter, InsertRows
 
 log = logging.getLogger("cds_service.storage")
@@ -144,11 +144,11 @@ class AuditStore:
         }
 
     # -- reports and maintenance -------------------------------------------------------------------
-    def report(self, *, since: datetime | None = None) -> dict[str, Any]:
+    def report(self, *, since: datetime | None = None, scope: ReportScope | None = None) -> dict[str, Any]:
         if not self._writer.failing:
             self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
         self.prepare()
-        return build_report(self.engine, since=since, rule_version=self.rule_version)
+        return build_report(self.engine, since=since, rule_version=self.rule_version, scope=scope)
 
     def purge(self, *, older_than_days: int) -> int:
         """Delete cards and feedback older than the given number of days; returns rows deleted."""
