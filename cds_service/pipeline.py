@@ -27,7 +27,7 @@ from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.prefetch import ResolvedData
 from cds_service.protocol.validation import HookCall
 from cds_service.record import ORDER_TYPES, Order, PatientRecord, build_record, classify_order
-from cds_service.rules import evaluate
+from cds_service.rules import Results, evaluate
 from cds_service.rules.base import Finding, Options, RuleContext
 
 
@@ -39,6 +39,7 @@ class Outcome:
     orders: list[Order] = field(default_factory=list)
     record: PatientRecord | None = None
     data: ResolvedData | None = None
+    results: Results | None = None  # what each rule did (None: the rules did not run)
 
 
 def classify_drafts(
@@ -119,14 +120,15 @@ def run(
     if not ctx.concerns_amifampridine():
         ctx.note("engine", "no amifampridine in the orders in question or the current medications")
         return Outcome(cards=[], notes=ctx.notes, orders=drafts, record=record, data=data)
-    findings = evaluate(ctx)
+    results = evaluate(ctx)
     return Outcome(
-        cards=render_cards(findings, knowledge),
-        findings=findings,
+        cards=render_cards(results.findings, knowledge),
+        findings=list(results.findings),
         notes=ctx.notes,
         orders=drafts,
         record=record,
         data=data,
+        results=results,
     )
 
 
