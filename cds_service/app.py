@@ -14,7 +14,7 @@ from cds_service.observability import install_observability
 from cds_service.protocol.cors import install_cors
 from cds_service.protocol.json_provider import OrjsonProvider
 from cds_service.protocol.routes import blueprint, register_error_handlers
-from cds_service.runtime import Runtime
+from cds_service.runtime import install_runtime
 from cds_service.security import install_security
 from cds_service.storage import install_storage
 
@@ -30,14 +30,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     try:
-        app.extensions["cds.runtime"] = Runtime.start(settings)
+        runtime = install_runtime(app, settings)
     except KnowledgeError as exc:
         raise ConfigError(f"knowledge base in {settings.cards_dir} is broken: {exc}") from exc
     preload()
     install_observability(app, settings)
     from cds_service import metrics  # after install_observability: under gunicorn, metrics load late
 
-    metrics.record_build_info(app.extensions["cds.runtime"].knowledge.version)
+    metrics.record_build_info(runtime.knowledge.version)
     install_security(app, settings)
     install_storage(app, settings)
     install_cors(app, settings)

@@ -21,7 +21,7 @@ import orjson
 from gunicorn.workers.gthread import ThreadWorker
 
 from cds_service.config import ConfigError, env_flag
-from cds_service.protocol.errors import operation_outcome
+from cds_service.hooks.errors import operation_outcome
 from cds_service.security.headers import security_headers
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9]{2}) ([^\r\n]*)\r\n")

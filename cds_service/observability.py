@@ -196,7 +196,7 @@ def _service_label(fields: Mapping[str, Any]) -> str:
     else the view's name without its blueprint prefix: a fixed, small set of labels either way."""
     if fields.get("service"):
         return str(fields["service"])
-    from cds_service.protocol.services import SERVICES
+    from cds_service.hooks.services import SERVICES
 
     service_id = (request.view_args or {}).get("service_id")
     if service_id in SERVICES:

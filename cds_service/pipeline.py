@@ -7,7 +7,7 @@ returns before any patient data is read or fetched.
 A draft whose drug is a ``medicationReference`` to a Medication the request does not hold cannot be
 dismissed as unrelated: it is classified again once that Medication has been fetched with the patient
 data (one ``Medication?_id=`` query for the drafts and the current orders together, see
-``protocol.prefetch``). Without a fhirServer, or when the fetch fails, the order stays unidentified: it
+``hooks.prefetch``). Without a fhirServer, or when the fetch fails, the order stays unidentified: it
 is named in ``--explain`` and in the engine notes, and when the patient has amifampridine the
 ``unidentified-medication`` rule says in a data-unavailable card that the drug of that order is unknown.
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 from cds_service.cards import render_cards
 from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.hooks.errors import PreconditionFailed
+from cds_service.hooks.prefetch import ResolvedData
+from cds_service.hooks.validation import HookCall
 from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.knowledge.loader import Knowledge
-from cds_service.protocol.errors import PreconditionFailed
-from cds_service.protocol.prefetch import ResolvedData
-from cds_service.protocol.validation import HookCall
 from cds_service.record import ORDER_TYPES, Order, PatientRecord, build_record, classify_order
 from cds_service.rules import Results, evaluate
 from cds_service.rules.base import Finding, Options, RuleContext

@@ -1,4 +1,7 @@
-"""What the service loads once at start-up and shares across requests."""
+"""What the service loads once at start-up and shares across requests, and its accessor.
+
+``install_runtime(app, settings)`` puts it on the app; ``get_runtime()`` reads it in a request
+(as the Flask tutorial's ``init_app``/``get_db``)."""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Flask, current_app
+
 from cds_service.config import Settings
 from cds_service.fhir_client import ClientSettings, FhirClient
+from cds_service.hooks.services import discovery_document, prefetch_templates
 from cds_service.knowledge.dose_table import dose_table
 from cds_service.knowledge.loader import Knowledge, load_knowledge
-from cds_service.protocol.services import discovery_document, prefetch_templates
 from cds_service.rules.base import Options
 
 
@@ -56,3 +61,18 @@ class Runtime:
                 dose_order_text_max_chars=settings.dose_order_text_max_chars,
             ),
         )
+
+
+_KEY = "cds.runtime"
+
+
+def install_runtime(app: Flask, settings: Settings) -> Runtime:
+    """Load the knowledge and build the shared clients; raises KnowledgeError on a damaged ``cards/``."""
+    runtime = app.extensions[_KEY] = Runtime.start(settings)
+    return runtime
+
+
+def get_runtime() -> Runtime:
+    """The current app's runtime (in a request or an app context)."""
+    runtime: Runtime = current_app.extensions[_KEY]
+    return runtime

@@ -29,11 +29,11 @@ from stuck_servers import HealthyFhir
 
 from cds_service.app import create_app
 from cds_service.config import DEFAULT_CARDS_DIR, Settings
+from cds_service.hooks.services import prefetch_templates
 from cds_service.integration.explain import explanation
 from cds_service.integration.offline import evaluate_request
 from cds_service.integration.simulator import build_request
 from cds_service.knowledge.loader import load_knowledge
-from cds_service.protocol.services import prefetch_templates
 
 PATIENT = "p-ref"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"

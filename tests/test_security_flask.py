@@ -25,7 +25,7 @@ from security_helpers import (
 
 from cds_service import metrics
 from cds_service.config import ConfigError, Settings
-from cds_service.protocol.errors import CdsError
+from cds_service.hooks.errors import CdsError
 from cds_service.security import AUTH_OFF_WARNING, authorize_fhir_server, install_security
 
 SERVICE = SERVICE_IDS[1]

@@ -141,9 +141,9 @@ def fhir_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from cds_service.config import Settings
+    from cds_service.hooks.errors import CdsError
     from cds_service.integration import explain, render
     from cds_service.integration.offline import evaluate_request
-    from cds_service.protocol.errors import CdsError
     from cds_service.runtime import Runtime
 
     require_tools("cds-service evaluate")
@@ -252,9 +252,9 @@ def _explain_simulation(simulation: Any, console: Any, *, sent_prefetch: bool) -
     service ran those queries against the FHIR server itself, so that is where the data came from.
     """
     from cds_service.config import Settings
+    from cds_service.hooks.errors import CdsError
     from cds_service.integration import explain
     from cds_service.integration.offline import evaluate_request
-    from cds_service.protocol.errors import CdsError
     from cds_service.runtime import Runtime
 
     runtime = Runtime.start(Settings.from_env())

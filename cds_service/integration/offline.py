@@ -14,11 +14,12 @@ from datetime import date
 from typing import Any
 
 from cds_service import pipeline
+from cds_service.hooks.errors import CdsError, InvalidRequest
+from cds_service.hooks.prefetch import ResolvedData
+from cds_service.hooks.services import SERVICES, ServiceDefinition
+from cds_service.hooks.validation import HookCall, validate_call
 from cds_service.knowledge.loader import Knowledge
-from cds_service.protocol.errors import CdsError, InvalidRequest
-from cds_service.protocol.prefetch import ResolvedData, resolve
-from cds_service.protocol.services import SERVICES, ServiceDefinition
-from cds_service.protocol.validation import HookCall, validate_call
+from cds_service.patient_data import resolve
 from cds_service.rules.base import Options
 
 

@@ -13,15 +13,15 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import markdown
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template
+from flask import Blueprint, Flask, Response, jsonify, render_template
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 
 from cds_service.config import PACKAGE_DIR, Settings
+from cds_service.hooks.errors import CdsError
 from cds_service.integration.fixtures import FixtureError, fixtures_dir, load_manifest, load_request
 from cds_service.integration.offline import evaluate_request
-from cds_service.protocol.errors import CdsError
-from cds_service.runtime import Runtime
+from cds_service.runtime import get_runtime
 
 PREVIEW_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -63,12 +63,8 @@ def markdown_html(text: str) -> str:
     return markdown.markdown(text, extensions=[_NoRawHtml()], output_format="html")
 
 
-def _runtime() -> Runtime:
-    return current_app.extensions["cds.runtime"]
-
-
 def _settings() -> Settings:
-    return _runtime().settings
+    return get_runtime().settings
 
 
 @blueprint.after_request
@@ -100,7 +96,7 @@ def fixture_cards(case_id: str) -> tuple[Response, int]:
         body = load_request(root, case_id)
     except FixtureError as exc:
         return jsonify({"error": str(exc)}), 500
-    rt = _runtime()
+    rt = get_runtime()
     try:
         evaluation = evaluate_request(body, rt.knowledge, rt.templates, options=rt.options)
     except CdsError as exc:

@@ -23,8 +23,8 @@ import jwt
 import requests
 
 from cds_service.fhir_client import next_link
-from cds_service.protocol.prefetch import fill_template
-from cds_service.protocol.services import HOOKS
+from cds_service.hooks.prefetch import fill_template
+from cds_service.hooks.services import HOOKS
 from cds_service.security.keys import SigningKey, jwk_thumbprint, load_signing_key
 
 __all__ = ["SigningKey", "SimulateOptions", "Simulation", "jwk_thumbprint", "load_signing_key", "simulate"]

@@ -6,7 +6,7 @@ code and ingredients. Works on DSTU2 MedicationOrder and STU3/R4 MedicationReque
 
 A ``medicationReference`` to a Medication that is neither contained nor among the ``medications`` given
 is *unresolved*: the facts keep the reference, so the order can be named as one whose drug is unknown
-(and the Medication fetched from the FHIR server, see ``cds_service.protocol.prefetch``).
+(and the Medication fetched from the FHIR server, see ``cds_service.hooks.prefetch``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import msgspec
 import orjson
 from flask import request
 
-from cds_service.protocol.errors import CdsError, InvalidRequest
-from cds_service.protocol.raw_json import RawJson, decoded
+from cds_service.hooks.errors import CdsError, InvalidRequest
+from cds_service.hooks.raw_json import RawJson, decoded
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 

@@ -1,7 +1,8 @@
 """HTTP endpoints: discovery, service calls, feedback, health.
 
 Thin on purpose: parse and validate, hand over to the pipeline, write the response. Clinical questions
-are decided in ``cds_service.rules``; data access in ``cds_service.protocol.prefetch``.
+are decided in ``cds_service.rules``; the prefetch plan in ``cds_service.hooks.prefetch``,
+carried out by ``cds_service.patient_data``.
 """
 
 from __future__ import annotations
@@ -14,20 +15,18 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from cds_service import metrics, pipeline
-from cds_service.protocol.errors import CdsError
+from cds_service.hooks.errors import CdsError
+from cds_service.hooks.prefetch import ResolvedData
+from cds_service.hooks.services import SERVICES, ServiceDefinition
+from cds_service.hooks.validation import HookCall, validate_call, validate_feedback
+from cds_service.patient_data import resolve
 from cds_service.protocol.json_body import read_hook_request, read_json
-from cds_service.protocol.prefetch import ResolvedData, resolve
-from cds_service.protocol.services import SERVICES, ServiceDefinition
-from cds_service.protocol.validation import HookCall, validate_call, validate_feedback
-from cds_service.runtime import Runtime
+from cds_service.runtime import get_runtime
 from cds_service.security import authorize_fhir_server, replay_cache_status
+from cds_service.storage import get_audit_store
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("cds_hooks", __name__)
-
-
-def runtime() -> Runtime:
-    return current_app.extensions["cds.runtime"]
 
 
 def _service(service_id: str) -> ServiceDefinition:
@@ -39,13 +38,13 @@ def _service(service_id: str) -> ServiceDefinition:
 
 @blueprint.get("/cds-services")
 def discovery() -> Response:
-    return jsonify(runtime().discovery)
+    return jsonify(get_runtime().discovery)
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    settings = runtime().settings
+    settings = get_runtime().settings
     body = read_hook_request(settings.max_json_depth)
     call = validate_call(body, service, max_draft_orders=settings.max_draft_orders)
     g.cds_log = {"service": service.id, "hook": service.hook.hook, "hookInstance": call.hook_instance}
@@ -53,7 +52,7 @@ def call_service(service_id: str) -> Response:
         # Judged on every call, whatever the drug and the prefetch: a client misconfigured with a server
         # it may not name hears so at its first call, not at the rare order that needs a fetch.
         authorize_fhir_server(call.fhir_server)
-    rt = runtime()
+    rt = get_runtime()
 
     def fetch(hook_call: HookCall) -> ResolvedData:
         return resolve(hook_call, rt.templates, rt.fhir_client, authorize_fhir_server)
@@ -64,7 +63,7 @@ def call_service(service_id: str) -> Response:
     for card in outcome.cards:
         metrics.CARDS.labels(topic=card["source"]["topic"]["code"], indicator=card["indicator"]).inc()
     if outcome.cards:
-        current_app.extensions["cds.audit"].record_response(
+        get_audit_store().record_response(
             service_id=service.id,
             hook=service.hook.hook,
             hook_instance=call.hook_instance,
@@ -79,14 +78,14 @@ def call_service(service_id: str) -> Response:
 def knowledge_version_header(response: Response) -> Response:
     """Every answer to a hook call names the knowledge it was evaluated with (as /readyz and the audit)."""
     if request.endpoint == "cds_hooks.call_service":
-        response.headers["X-Knowledge-Version"] = runtime().knowledge.version
+        response.headers["X-Knowledge-Version"] = get_runtime().knowledge.version
     return response
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    settings = runtime().settings
+    settings = get_runtime().settings
     items = validate_feedback(
         read_json(settings.max_json_depth),
         max_entries=settings.feedback_max_entries,
@@ -106,7 +105,7 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    rt = runtime()
+    rt = get_runtime()
     body: dict[str, Any] = {
         "status": "ready",
         "knowledgeVersion": rt.knowledge.version,
@@ -143,7 +142,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(_: Exception) -> tuple[Response, int]:
-        limit = runtime().settings.max_body_bytes
+        limit = get_runtime().settings.max_body_bytes
         return jsonify(CdsError(413, f"request body larger than {limit} bytes").body()), 413
 
     @app.errorhandler(Exception)

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 
 from cds_service.config import ConfigError, Settings
-from cds_service.protocol.errors import CdsError, operation_outcome
+from cds_service.hooks.errors import CdsError, operation_outcome
 from cds_service.security.config import SecuritySettings, TrustedClient, load_trusted_clients
 from cds_service.security.fhir_allowlist import fhir_server_problem
 from cds_service.security.headers import add_security_headers

@@ -1,9 +1,9 @@
 """Durable audit trail of issued cards and clinician feedback, with override analytics.
 
 Interface used by the app factory and the protocol layer:
-- ``install_storage(app, settings)``: puts an ``AuditStore`` on ``app.extensions["cds.audit"]``, migrates
-  the schema at start-up (unless ``CDS_DB_AUTO_UPGRADE=false``) and registers ``GET /admin/report`` when
-  ``CDS_ADMIN_ENABLED`` is on.
+- ``install_storage(app, settings)``: puts an ``AuditStore`` on the app (``get_audit_store()`` reads it in a
+  request), migrates the schema at start-up (unless ``CDS_DB_AUTO_UPGRADE=false``) and registers
+  ``GET /admin/report`` when ``CDS_ADMIN_ENABLED`` is on.
 - ``AuditStore.record_response(...)`` queues the cards of one response (never blocks, never raises);
   ``AuditStore.record_feedback(...)`` stores feedback idempotently and returns
   ``{"stored": n, "duplicates": n, "unknownCards": [...]}`` (plus ``"queued": n`` when the database was
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from cds_service.config import Settings
     from cds_service.storage.store import AuditStore
 
-__all__ = ["AuditStore", "build_store", "close_all", "install_storage"]
+__all__ = ["AuditStore", "build_store", "close_all", "get_audit_store", "install_storage"]
 
 # Imports are deferred: ``cds-service`` loads the storage CLI before gunicorn starts, and the metrics
 # module (imported by the store) must not be loaded in the gunicorn master before its multiprocess set-up.
@@ -65,6 +65,14 @@ def install_storage(app: Flask, settings: Settings) -> None:
         from cds_service.storage.admin import admin_blueprint
 
         app.register_blueprint(admin_blueprint)
+
+
+def get_audit_store() -> AuditStore:
+    """The current app's audit store (in a request or an app context)."""
+    from flask import current_app
+
+    store: AuditStore = current_app.extensions["cds.audit"]
+    return store
 
 
 def close_all(timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from cds_service.protocol.errors import CdsError, operation_outcome
+from cds_service.hooks.errors import CdsError, operation_outcome
 from cds_service.storage.report import ReportScope, parse_since
 
 if TYPE_CHECKING:

@@ -19,11 +19,12 @@ from fixture_cases import bundle_of, manifest_cases, request_of, topics
 from flask import Flask
 from sekmet_server import SYNTHEA_DIR, FhirServer
 
+from cds_service.hooks.prefetch import ResolvedData
+from cds_service.hooks.validation import validate_call
 from cds_service.integration.fixtures import Case
 from cds_service.integration.offline import service_for
 from cds_service.integration.simulator import FhirReader, build_request, fill_prefetch
-from cds_service.protocol.prefetch import ResolvedData, resolve
-from cds_service.protocol.validation import validate_call
+from cds_service.patient_data import resolve
 from cds_service.security import authorize_fhir_server
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ import pytest
 from builders import amifampridine_order, current_amifampridine, rule_context, shipped_knowledge
 
 from cds_service.cards import MAX_SUMMARY, render_card
+from cds_service.hooks.services import prefetch_templates
 from cds_service.integration.offline import evaluate_request
 from cds_service.knowledge.loader import Knowledge
-from cds_service.protocol.services import prefetch_templates
 from cds_service.rules import RULES, Finding, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from cds_service.protocol.errors import InvalidRequest
+from cds_service.hooks.errors import InvalidRequest
 
 RawJson = msgspec.Raw
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from cds_service.config import Settings
 from cds_service.data_keys import PREFETCH_KEYS
-from cds_service.protocol.errors import CdsError, InvalidRequest
-from cds_service.protocol.raw_json import is_json_object
-from cds_service.protocol.services import ServiceDefinition
+from cds_service.hooks.errors import CdsError, InvalidRequest
+from cds_service.hooks.raw_json import is_json_object
+from cds_service.hooks.services import ServiceDefinition
 
 # A FHIR id, [A-Za-z0-9\-.]{1,64}, but never "." or "..": in a URL path those name the directory itself or
 # its parent, so Patient/.. would read the FHIR base.
