@@ -1,5 +1,5 @@
-"""Fallback queries run in parallel: with a FHIR server that takes DELAY seconds per answer, a call that
-needs all seven keys takes about one DELAY, not seven."""
+"""Fallback queries run in parallel: a FHIR server that holds each answer DELAY seconds sees all seven
+queries of a call that needs every key in flight at once."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_fallback_queries_run_in_parallel(slow_fhir: SlowFhir, make_service: Cal
     elapsed = time.monotonic() - started
     assert response.status_code == 200, response.get_json()
     assert len(slow_fhir.paths) == 7, slow_fhir.paths  # one query per prefetch key
-    assert slow_fhir.max_in_flight >= 2
-    # Sequential queries would take 7 × DELAY; parallel ones about one DELAY.
+    # Structural, not timed: queries sent in turn are never held together (the time is only printed;
+    # the benchmark's workload b measures it).
     print(f"7 queries of {DELAY:g} s took {elapsed:.2f} s, {slow_fhir.max_in_flight} at once at most")
-    assert elapsed < 1.5 * DELAY, f"{elapsed:.2f} s for 7 queries of {DELAY} s each"
+    assert slow_fhir.max_in_flight == 7, f"at most {slow_fhir.max_in_flight} of 7 queries in flight at once"
