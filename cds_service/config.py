@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The knowledge base ships beside the package in a source checkout and inside it in a wheel.
-_SOURCE_CARDS_DIR = PACKAGE_DIR.parent / "cards"
-_WHEEL_CARDS_DIR = PACKAGE_DIR / "_cards"
-DEFAULT_CARDS_DIR = _SOURCE_CARDS_DIR if _SOURCE_CARDS_DIR.is_dir() else _WHEEL_CARDS_DIR
+# The knowledge base beside the package (a source checkout); the image sets CDS_CARDS_DIR=/app/cards.
+DEFAULT_CARDS_DIR = PACKAGE_DIR.parent / "cards"
 
 
 class ConfigError(ValueError):

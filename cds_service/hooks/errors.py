@@ -1,4 +1,5 @@
-"""Errors the protocol layer turns into JSON OperationOutcome responses.
+"""Errors of the CDS Hooks model, one root (``CdsError``); the HTTP layer answers each with its status and
+a JSON OperationOutcome.
 
 Every 4xx/5xx body is a FHIR OperationOutcome: EHR integration engineers read it in their logs, and it
 never holds a stack trace, a token or patient data.
@@ -29,24 +30,17 @@ _ISSUE_CODES = {
 
 
 def operation_outcome(
-    diagnostics: str,
-    *,
-    status: int = 400,
-    severity: str = "error",
-    expression: list[str] | None = None,
-    issues: list[dict[str, Any]] | None = None,
+    diagnostics: str, *, status: int = 400, expression: list[str] | None = None
 ) -> dict[str, Any]:
-    """Build a FHIR OperationOutcome with one issue (or the given issues)."""
-    if issues is None:
-        issue: dict[str, Any] = {
-            "severity": severity,
-            "code": _ISSUE_CODES.get(status, "processing"),
-            "diagnostics": diagnostics,
-        }
-        if expression:
-            issue["expression"] = expression
-        issues = [issue]
-    return {"resourceType": "OperationOutcome", "issue": issues}
+    """Build a FHIR OperationOutcome with one error issue."""
+    issue: dict[str, Any] = {
+        "severity": "error",
+        "code": _ISSUE_CODES.get(status, "processing"),
+        "diagnostics": diagnostics,
+    }
+    if expression:
+        issue["expression"] = expression
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 class CdsError(Exception):
@@ -82,4 +76,3 @@ class PreconditionFailed(CdsError):
 
     def __init__(self, diagnostics: str, missing: list[str]) -> None:
         super().__init__(412, diagnostics, expression=[f"prefetch.{key}" for key in missing])
-        self.missing = missing

@@ -32,15 +32,12 @@ class HookSpec:
     hook: str
     orders_field: str  # draftOrders (order-select, order-sign) or medications (medication-prescribe)
     selections: bool  # order-select names the orders in question in context.selections
-    deprecated: bool = False
 
 
 HOOKS: Mapping[str, HookSpec] = {
     "order-select": HookSpec("order-select", "draftOrders", selections=True),
     "order-sign": HookSpec("order-sign", "draftOrders", selections=False),
-    "medication-prescribe": HookSpec(
-        "medication-prescribe", "medications", selections=False, deprecated=True
-    ),
+    "medication-prescribe": HookSpec("medication-prescribe", "medications", selections=False),
 }
 
 
