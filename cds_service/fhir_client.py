@@ -276,19 +276,26 @@ def bundle_problem(bundle: Mapping[str, Any]) -> str | None:
     issue (a server's ``search.mode: outcome``) means the results are not what was asked for: the
     CDS Hooks spec asks services to check prefetch for OperationOutcomes, and this is where they hide.
     """
-    for element in ("entry", "link"):
-        items = bundle.get(element)
-        if items is not None and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
-            return f"the Bundle's {element} is not a list of objects"
-    for entry in bundle.get("entry") or ():
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            issues = resource.get("issue")
-            if isinstance(issues, list) and any(
-                isinstance(issue, dict) and issue.get("severity") in _FAILED for issue in issues
-            ):
-                return "the Bundle carries an OperationOutcome with an error"
-    return None
+    # One pass over the entries (a long record has hundreds): their shape and any failed outcome.
+    entries = bundle.get("entry")
+    failed = False
+    if entries is not None:
+        if not isinstance(entries, list):
+            return "the Bundle's entry is not a list of objects"
+        for entry in entries:
+            if not isinstance(entry, dict):
+                return "the Bundle's entry is not a list of objects"
+            resource = entry.get("resource")
+            outcome = isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome"
+            if outcome and not failed:
+                issues = resource.get("issue")
+                failed = isinstance(issues, list) and any(
+                    isinstance(issue, dict) and issue.get("severity") in _FAILED for issue in issues
+                )
+    links = bundle.get("link")
+    if links is not None and not (isinstance(links, list) and all(isinstance(i, dict) for i in links)):
+        return "the Bundle's link is not a list of objects"
+    return "the Bundle carries an OperationOutcome with an error" if failed else None
 
 
 def _same_origin(url: str, base_url: str) -> bool:

@@ -123,6 +123,11 @@ def plan_prefetch(call: HookCall, templates: Mapping[str, str]) -> PrefetchPlan:
     return plan
 
 
+# The spec leaves it to the service to check prefetch against its template: judging one patient's order
+# on another's record would be worse than not judging it.
+ANOTHER_PATIENT = "it holds data about a patient other than context.patientId"
+
+
 def _unusable(value: Any, patient_id: str | None) -> str | None:
     """Why a sent prefetch value must be fetched again (or reported), or None when it can be read."""
     if not isinstance(value, Mapping):
@@ -130,18 +135,26 @@ def _unusable(value: Any, patient_id: str | None) -> str | None:
     kind = value.get("resourceType")
     if kind == "OperationOutcome":
         return "the EHR reported an error for it in prefetch"
-    if kind == "Bundle":
-        problem = bundle_problem(value)
-        if problem is not None:
-            return problem
-        entries = value.get("entry") or ()
-        resources: Any = (e.get("resource") for e in entries)
-    else:
-        resources = (value,)
-    if patient_id and any(_about_another_patient(r, patient_id) for r in resources):
-        # The spec leaves it to the service to check prefetch against its template: judging one patient's
-        # order on another's record would be worse than not judging it.
-        return "it holds data about a patient other than context.patientId"
+    if kind != "Bundle":
+        return ANOTHER_PATIENT if patient_id and _about_another_patient(value, patient_id) else None
+    if problem := bundle_problem(value):
+        return problem
+    if not patient_id:
+        return None
+    own = f"Patient/{patient_id}"
+    for entry in value.get("entry") or ():
+        resource = entry.get("resource")
+        # The usual entry, once and cheaply: a subject that is this patient by a relative reference.
+        subject = resource.get("subject") if type(resource) is dict else None
+        if (
+            type(subject) is dict
+            and subject.get("reference") == own
+            and "patient" not in resource
+            and resource.get("resourceType") != "Patient"
+        ):
+            continue
+        if _about_another_patient(resource, patient_id):
+            return ANOTHER_PATIENT
     return None
 
 
@@ -150,14 +163,14 @@ def _about_another_patient(resource: Any, patient_id: str) -> bool:
         return False
     if resource.get("resourceType") == "Patient":
         return resource.get("id") not in (None, patient_id)
-    own = f"Patient/{patient_id}"
+    own = f"/Patient/{patient_id}"
     for element in ("subject", "patient"):
         value = resource.get(element)
         if value is None:
             continue
-        # Fast path, once per entry: the usual relative or absolute reference to this very patient.
-        text = value.get("reference") if isinstance(value, dict) else None
-        if text == own or (isinstance(text, str) and text.endswith(own) and text[-len(own) - 1] == "/"):
+        # An absolute reference to this very patient needs no splitting either.
+        text = value.get("reference") if type(value) is dict else None
+        if isinstance(text, str) and (text == own[1:] or text.endswith(own)):
             continue
         kind, _, ident = (reference_to(value) or "").partition("/")
         if kind == "Patient" and ident != patient_id:
