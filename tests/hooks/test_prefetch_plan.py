@@ -45,6 +45,9 @@ def _bundle(*resources: dict[str, Any], next_url: str | None = None) -> dict[str
     return bundle
 
 
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning"}, {"severity": "fatal"}]}
+
+
 def _condition(reference: str) -> dict[str, Any]:
     return {"resourceType": "Condition", "id": "c1", "subject": {"reference": reference}}
 
@@ -78,6 +81,18 @@ def test_values_sent_for_this_patient_are_read_as_sent_and_absent_ones_are_fetch
             "it holds data about a patient other than context.patientId",
         ),
         ({"resourceType": "Bundle", "entry": "x"}, "the Bundle's entry is not a list of objects"),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": {}}, 1]},
+            "the Bundle's entry is not a list of objects",
+        ),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": OUTCOME}], "link": ["x"]},
+            "the Bundle's link is not a list of objects",
+        ),
+        (
+            _bundle(_condition("Patient/p1"), OUTCOME),
+            "the Bundle carries an OperationOutcome with an error",
+        ),
     ],
 )
 def test_a_value_that_cannot_be_read_is_fetched_again_saying_why(sent: Any, why: str) -> None:
@@ -89,6 +104,12 @@ def test_a_value_that_cannot_be_read_is_fetched_again_saying_why(sent: Any, why:
     plan = plan_prefetch(_call({"conditions": sent}, server=None), TEMPLATES)
     assert plan.fetch == {}
     assert plan.unavailable["conditions"] == f"{why} and no fhirServer was given"
+
+
+def test_a_warning_outcome_in_a_bundle_does_not_make_it_unusable() -> None:
+    warning = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning"}]}
+    plan = plan_prefetch(_call({"conditions": _bundle(_condition("Patient/p1"), warning)}), TEMPLATES)
+    assert "conditions" in plan.usable
 
 
 def test_a_reference_ending_in_the_patient_id_without_a_slash_is_another_patient() -> None:
