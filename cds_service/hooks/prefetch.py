@@ -92,8 +92,8 @@ def plan_prefetch(call: HookCall, templates: Mapping[str, str]) -> PrefetchPlan:
 
     Only the advertised keys are decoded (once, here); anything else the EHR sent stays unread."""
     plan = PrefetchPlan()
-    problems: dict[str, str] = {}
     for key, template in templates.items():
+        problem = None
         if key in call.prefetch:
             sent = decoded(call.prefetch[key], f"prefetch.{key}")
             problem = _unusable(sent, call.patient_id)
@@ -103,13 +103,12 @@ def plan_prefetch(call: HookCall, templates: Mapping[str, str]) -> PrefetchPlan:
                     plan.fetch[key] = dict(sent)
                     plan.why[key] = "only the first page of results was sent"
                 continue
-            problems[key] = problem
         query = fill_template(template, call.context, call.user_id)
         if query is None:
             plan.unavailable[key] = "its query needs a context value the request did not carry"
         else:
             plan.fetch[key] = query
-            plan.why[key] = problems.get(key, "not in prefetch")
+            plan.why[key] = problem or "not in prefetch"
     if call.fhir_server is None:  # nothing can be fetched: each key to fetch is reported with its reason
         for key, job in plan.fetch.items():
             plan.usable.pop(key, None)
