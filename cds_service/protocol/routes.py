@@ -58,7 +58,9 @@ def call_service(service_id: str) -> Response:
     def fetch(hook_call: HookCall) -> ResolvedData:
         return resolve(hook_call, rt.templates, rt.fhir_client, authorize_fhir_server)
 
-    outcome = pipeline.run(call, rt.knowledge, fetch, options=rt.options)
+    outcome = pipeline.run(
+        call, rt.knowledge, fetch, options=rt.options, refuse_without_data=settings.no_data_status == 412
+    )
     by_indicator = Counter(card["indicator"] for card in outcome.cards)
     g.cds_log["cards"] = dict(by_indicator)
     for card in outcome.cards:

@@ -24,6 +24,7 @@ from cds_service.rules.dosing import (
 from cds_service.rules.hepatic import hepatic_impairment
 from cds_service.rules.interactions import aminopyridine_duplicate, cholinergic_drug, seizure_threshold_drug
 from cds_service.rules.nat2 import nat2_poor_metabolizer
+from cds_service.rules.nothing_read import lead_with_unchecked
 from cds_service.rules.renal import renal_impairment
 from cds_service.rules.seizure import seizure_history
 from cds_service.rules.unidentified import unidentified_medication
@@ -89,7 +90,8 @@ def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> list[Findin
             continue
         findings.extend(spec.run(ctx))
     if not_run:
-        findings.append(_data_unavailable(ctx, not_run))
+        unchecked = [(spec.name, spec.check) for spec in not_run]
+        findings.append(lead_with_unchecked(ctx, _data_unavailable(ctx, not_run), unchecked))
     return findings
 
 
