@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.cards import render_cards
+from cds_service.card_keys import CardKeys, card_keys
+from cds_service.cards import render_findings
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.knowledge.loader import Knowledge
@@ -39,6 +40,7 @@ class Outcome:
     orders: list[Order] = field(default_factory=list)
     record: PatientRecord | None = None
     data: ResolvedData | None = None
+    keys: dict[str, CardKeys] = field(default_factory=dict)  # by card uuid: its finding and its order
 
 
 def classify_drafts(
@@ -126,8 +128,10 @@ def run(
         ctx.note("engine", "no amifampridine in the orders in question or the current medications")
         return Outcome(cards=[], notes=ctx.notes, orders=drafts, record=record, data=data)
     findings = evaluate(ctx)
+    rendered = render_findings(findings, knowledge)
     return Outcome(
-        cards=render_cards(findings, knowledge),
+        cards=[card for _, card in rendered],
+        keys={card["uuid"]: card_keys(card, finding) for finding, card in rendered},
         findings=findings,
         notes=ctx.notes,
         orders=drafts,
