@@ -91,6 +91,8 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
             "url": label.url,
             "topic": {"system": label.topic_system, "code": topic.topic, "display": topic.display},
         },
+        # The label the card cites, its section named (DailyMed has no documented section anchor).
+        "links": [{"label": f"{label.source_label}{section}", "url": label.url, "type": "absolute"}],
     }
     # A suggestion without an action (the draft had no id to update) is no one-click fix: left out.
     suggestions = [s for s in finding.suggestions if s.actions]
