@@ -28,8 +28,8 @@ from cds_service.storage.config import StorageConfig
 from cds_service.storage.dialect import insert_ignore
 from cds_service.storage.engine import make_engine, private_directory
 from cds_service.storage.identity import existing_key, local_key, move_legacy_salt, patient_hash
-from cds_service.storage.models import Feedback, IssuedCard, StoreMeta
-from cds_service.storage.report import ReportScope, build_report
+from cds_service.storage.models import CardSuppression, Feedback, IssuedCard, StoreMeta
+from cds_service.storage.report import ReasonDisplays, ReportScope, build_report
 from cds_service.storage.suppression import keyed
 from cds_service.storage.writer import AfterWrite, BackgroundWriter, InsertRows, Job, chunks
 
@@ -241,11 +241,23 @@ class AuditStore:
         }
 
     # -- reports and maintenance -------------------------------------------------------------------
-    def report(self, *, since: datetime | None = None, scope: ReportScope | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        *,
+        since: datetime | None = None,
+        scope: ReportScope | None = None,
+        reason_displays: ReasonDisplays | None = None,
+    ) -> dict[str, Any]:
         if not self._writer.failing:
             self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
         self.prepare()
-        return build_report(self.engine, since=since, rule_version=self.rule_version, scope=scope)
+        return build_report(
+            self.engine,
+            since=since,
+            rule_version=self.rule_version,
+            scope=scope,
+            reason_displays=reason_displays,
+        )
 
     def purge(self, *, older_than_days: int) -> int:
         """Delete cards and feedback older than the given number of days; returns rows deleted."""
@@ -254,6 +266,7 @@ class AuditStore:
         with self.engine.begin() as conn:
             cards = conn.execute(delete(IssuedCard).where(IssuedCard.issued_at < cutoff)).rowcount
             feedback = conn.execute(delete(Feedback).where(Feedback.received_at < cutoff)).rowcount
+            conn.execute(delete(CardSuppression).where(CardSuppression.expires_at <= utcnow()))
         log.info("purged %d cards and %d feedback entries (> %d days)", cards, feedback, older_than_days)
         return cards + feedback
 
