@@ -3,8 +3,10 @@ with a card naming the checks not done, not a 412 that EHRs show as "All clear".
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -76,3 +78,15 @@ def test_cds_no_data_status_412_restores_the_spec_answer(make_app: Callable[...,
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert "prefetch.conditions" in outcome["issue"][0]["expression"]
+
+
+def test_an_interacting_drug_without_data_says_the_interaction_was_not_checked(client: FlaskClient) -> None:
+    # Sertraline drafted; the record (is the patient on amifampridine?) could not be read.
+    fixture = Path(__file__).resolve().parents[1] / "fixtures/requests/reverse-sertraline-draft.json"
+    body = json.loads(fixture.read_text(encoding="utf-8"))
+    for key in ("prefetch", "fhirServer", "fhirAuthorization"):
+        body.pop(key, None)
+    card = _unavailable(client.post(ORDER_SIGN, json=body))
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Interactions with amifampridine not checked for ")
+    assert "history of seizures" not in card["summary"] + card["detail"]

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.rules.base import Finding, RuleContext
 
 CONTRAINDICATION_SECTION = "4"  # the label's section 4, Contraindications
 NOTHING_READ = "nothing-read"
 NOTHING_READ_CONTRAINDICATION = "nothing-read-contraindication"  # critical: a contraindication unchecked
+# Another drug in question (an interacting one): whether the patient takes amifampridine is what is unknown.
+NOTHING_READ_CO_DRUG = "nothing-read-co-drug"
 
 
 def nothing_read(ctx: RuleContext) -> bool:
@@ -30,6 +33,8 @@ def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tu
     """
     if not nothing_read(ctx):
         return finding
+    if finding.order is None or not finding.order.is_(AMIFAMPRIDINE):
+        return replace(finding, variant=NOTHING_READ_CO_DRUG)
     checks = list(dict.fromkeys(check for _, check in not_run))
     contraindications = list(
         dict.fromkeys(check for topic, check in not_run if _section(ctx, topic) == CONTRAINDICATION_SECTION)
