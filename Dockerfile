@@ -4,6 +4,8 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 # ---- builder: make the project's wheel and install it with its dependencies into a virtualenv ----
+# Serving only: no extras (the tools extra - evaluate, simulate, the preview page - is for people at a
+# terminal), so the image carries neither rich/pygments/markdown nor the fixtures.
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -40,9 +42,6 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 
 COPY --from=builder /opt/venv /opt/venv
 COPY cards /app/cards
-# Synthetic fixtures for the card preview page (off unless CDS_PREVIEW_ENABLED=true); no patient data.
-COPY fixtures/manifest.yaml /app/fixtures/manifest.yaml
-COPY fixtures/requests /app/fixtures/requests
 
 # Secure defaults: authentication on; the service refuses to start without CDS_TRUSTED_CLIENTS.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -52,7 +51,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8080 \
     CDS_AUTH=on \
     CDS_CARDS_DIR=/app/cards \
-    CDS_FIXTURES_DIR=/app/fixtures \
     CDS_DATA_DIR=/data
 
 # Audit database (SQLite by default) lives in /data; everything else may be a read-only root filesystem.

@@ -27,16 +27,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The runtime only: what `make run` needs (no test, browser or benchmark tools).
+# The runtime and the tools extra (the preview page `make run` turns on, evaluate, simulate); no test,
+# browser or benchmark tools.
 $(RUNTIME_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e .
+	$(PIP_INSTALL) -e '.[tools]'
 	@touch $@
 
 # Everything the tests and the benchmark need, and checkov (the manifests' policy linter) in a virtualenv of
 # its own, since its pins would bend ours.
 CHECKOV := $(VENV)/checkov/bin/checkov
 $(STAMP): pyproject.toml constraints.txt deploy/tools/checkov-constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[tools,test,bench]'
 	test -x $(VENV)/checkov/bin/python || $(BIN)/python -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/python -m pip install --quiet --constraint deploy/tools/checkov-constraints.txt checkov
 	@touch $@ $(RUNTIME_STAMP)

@@ -7,31 +7,15 @@ the card then carries ``selectionBehavior``. Empty fields are left out, as the s
 
 from __future__ import annotations
 
-import string
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.templates import fill
 from cds_service.rules.base import Action, Finding, Suggestion
 
 MAX_SUMMARY = 139  # the spec says "<140-character"
-
-
-class _Formatter(string.Formatter):
-    """Fills templates; a placeholder the rule did not provide shows as a visible gap, never a crash."""
-
-    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
-        if isinstance(key, str):
-            return kwargs.get(key, f"[{key}]")
-        return super().get_value(key, args, kwargs)
-
-
-_FORMATTER = _Formatter()
-
-
-def fill(template: str, params: Mapping[str, Any]) -> str:
-    return _FORMATTER.vformat(template, (), params)
 
 
 # The values put into a card's detail come from the patient's record (names of conditions, drugs,

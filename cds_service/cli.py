@@ -8,6 +8,9 @@
 
 A configuration error or a broken knowledge base prints one line and exits with status 2, so a
 container that cannot start says why in its first log line (``knowledge check`` exits 1: its answer).
+Every other error of a command is one line on stderr and a non-zero status too, never a traceback.
+``evaluate``, ``simulate``, ``--explain`` and the preview page need the ``tools`` extra
+(``pip install 'cds-service[tools]'``); without it they say so in one line and exit 2.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import sys
 from collections.abc import Sequence
 
 from cds_service import __version__
-from cds_service.config import ConfigError
+from cds_service.config import ConfigError, env_flag
+from cds_service.integration.tools import ToolsMissing, missing_tools_package, require_tools
 from cds_service.knowledge.loader import KnowledgeError
 
 # Subsystems that add their own subcommands: module -> its register_cli(subparsers).
@@ -48,6 +52,10 @@ def command_group(subparsers: argparse._SubParsersAction, name: str, text: str) 
 
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.wsgiapp import WSGIApplication
+
+    if env_flag(os.environ, "CDS_PREVIEW_ENABLED", False):
+        # Checked before gunicorn starts: a worker failing to boot would print a traceback per worker.
+        require_tools("the card preview page (CDS_PREVIEW_ENABLED=true)", ("markdown",))
 
     # The gunicorn config reads HOST/PORT; flags win over the environment.
     if args.host:
@@ -94,18 +102,56 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register_cli(sub)
+    _describe_commands(parser)
     return parser
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    """``cds-service COMMAND --help`` shows the command's one-line help when it has no description."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, command in action.choices.items():
+            if command.description is None and helps.get(name):
+                text = str(helps[name])
+                command.description = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+            _describe_commands(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ToolsMissing as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"cds-service: configuration error: {exc}", file=sys.stderr)
         return 2
     except KnowledgeError as exc:  # evaluate on a damaged cards/: the loader's line, not a traceback
         print(f"cds-service: knowledge base is broken: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or socket the command needed; the path, never a traceback
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"cds-service: {args.command}:{where} {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cds-service: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line for the user; CDS_CLI_TRACEBACK=1 shows where
+        package = missing_tools_package(exc) if isinstance(exc, ImportError) else None
+        if package is not None:  # a tools import deep inside a command
+            print(f"cds-service: {ToolsMissing(f'cds-service {args.command}', package)}", file=sys.stderr)
+            return 2
+        if os.environ.get("CDS_CLI_TRACEBACK", "").strip().lower() in {"1", "true", "yes", "on"}:
+            raise
+        detail = " ".join(str(exc).split())[:200]
+        print(
+            f"cds-service: {args.command} failed ({type(exc).__name__}{': ' if detail else ''}{detail}); "
+            "set CDS_CLI_TRACEBACK=1 for the traceback",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -31,7 +31,7 @@ from gunicorn.glogging import Logger
 from gunicorn.http.message import Request as Http1Request
 
 from cds_service.config import ConfigError, env_flag, env_int
-from cds_service.observability import JsonFormatter, access_line
+from cds_service.observability import access_line, log_formatter, logging_settings
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _OWNED_MARKER = ".created-by-cds-service"
@@ -105,13 +105,15 @@ def redact_invalid_request(message: str) -> str:
     return f"{prefix}: {kind}" + (" (request text not logged)" if kind != error else "")
 
 
-class JsonLogger(Logger):
-    """Gunicorn logger writing JSON lines: the error log via JsonFormatter, the access log via access_line."""
+class ServiceLogger(Logger):
+    """Gunicorn's logger in the service's format (``CDS_LOG_FORMAT``): JSON lines in production, plain
+    text at a developer's terminal (``make run``); the access log via access_line, redacted."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        self.log_format = logging_settings(os.environ)[0]
         for handler in self.error_log.handlers:
-            handler.setFormatter(JsonFormatter())
+            handler.setFormatter(log_formatter(self.log_format))
 
     def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         super().warning(redact_invalid_request(msg) if isinstance(msg, str) else msg, *args, **kwargs)
@@ -122,7 +124,7 @@ class JsonLogger(Logger):
             return
         try:
             status = int(str(resp.status).split(None, 1)[0])
-            line = access_line(environ, status, request_time.total_seconds())
+            line = access_line(environ, status, request_time.total_seconds(), self.log_format)
             if line is not None:
                 self.access_log.info(line)
         except Exception:  # a broken log line must never break a response
@@ -156,7 +158,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 proc_name = "cds-service"
 
-logger_class = JsonLogger
+logger_class = ServiceLogger
 loglevel = os.environ.get("CDS_LOG_LEVEL", "info").lower()
 errorlog = "-"
 accesslog = "-" if _on("CDS_ACCESS_LOG", True) else None
@@ -220,7 +222,7 @@ def post_worker_init(worker: Any) -> None:
     # as long as the worker. Frozen, the cyclic GC stops walking them on every full collection, which a
     # 260 KB request body triggers every few calls (measured: ~2 ms per heavy call, docs/performance.md).
     gc.freeze()
-    # The worker's access line is written by JsonLogger.access; the app must not write a second one.
+    # The worker's access line is written by ServiceLogger.access; the app must not write a second one.
     if accesslog is not None:
         from cds_service import observability
 

@@ -8,7 +8,7 @@
   unmatched paths are logged as ``<unmatched>`` rather than echoed.
 - ``cds_requests_total`` / ``cds_request_duration_seconds`` by service and status.
 
-Under gunicorn the access line is written by ``cds_service.gunicorn_conf.JsonLogger`` after the response
+Under gunicorn the access line is written by ``cds_service.gunicorn_conf.ServiceLogger`` after the response
 has been sent (the app leaves its fields in the WSGI environ), so each request still logs exactly once.
 
 ``cds_service.metrics`` is imported lazily: under gunicorn the master loads this module through the config
@@ -73,8 +73,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
-def access_line(environ: Mapping[str, Any], status: int, seconds: float) -> str | None:
-    """The JSON access line for one request, or None for a successful probe when probes are quiet."""
+def log_formatter(fmt: str) -> logging.Formatter:
+    """The formatter of the error log for ``CDS_LOG_FORMAT``: JSON lines, or plain text for a terminal."""
+    return (
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+
+
+def access_line(environ: Mapping[str, Any], status: int, seconds: float, fmt: str = "json") -> str | None:
+    """The access line for one request (JSON, or ``key=value`` text with ``fmt="text"``), or None for a
+    successful probe when probes are quiet."""
     fields: Mapping[str, Any] = environ.get(ENVIRON_KEY) or {}
     route = fields.get("route") or "<unmatched>"
     if route in _PROBE_ROUTES and status < 400 and not fields.get("log_probes", False):
@@ -91,6 +101,15 @@ def access_line(environ: Mapping[str, Any], status: int, seconds: float) -> str 
     for key in ("service", "hook", "hookInstance", "cards", "feedback", "client", "request_id"):
         if fields.get(key) is not None:
             entry[key] = fields[key]
+    if fmt == "text":
+        head = f"{entry.pop('ts')} {entry.pop('method')} {entry.pop('route')} {entry.pop('status')}"
+        latency = entry.pop("latency_ms")
+        del entry["level"], entry["logger"]
+        rest = " ".join(
+            f"{key}={json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+            for key, value in entry.items()
+        )
+        return f"{head} {latency} ms {rest}".rstrip()
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -120,13 +139,8 @@ def configure_logging(env: Mapping[str, str] | None = None) -> None:
     root = logging.getLogger()
     if root.handlers:
         return
-    formatter: logging.Formatter = (
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
     errors = logging.StreamHandler(sys.stderr)
-    errors.setFormatter(formatter)
+    errors.setFormatter(log_formatter(fmt))
     errors.addFilter(lambda record: record.name != ACCESS_LOGGER)
     access = logging.StreamHandler(sys.stdout)
     access.setFormatter(logging.Formatter("%(message)s"))
@@ -217,6 +231,7 @@ def _metrics_view() -> Response:
 def install_observability(app: Flask, settings: Settings) -> None:
     """Configure logging, time and count every request, log one line per request, serve ``/metrics``."""
     configure_logging(settings.env)
+    log_format = logging_settings(settings.env)[0]
     log_probes = settings.flag("CDS_LOG_PROBES", False)
     access_log = logging.getLogger(ACCESS_LOGGER)
     # Import now so that a broken metrics module fails at start-up, not on the first request.
@@ -237,7 +252,7 @@ def install_observability(app: Flask, settings: Settings) -> None:
             request.environ[ENVIRON_KEY] = fields
             _record_metrics(fields, response.status_code, seconds)
             if not _access_log_by_server:
-                line = access_line(request.environ, response.status_code, seconds)
+                line = access_line(request.environ, response.status_code, seconds, log_format)
                 if line is not None:
                     access_log.info(line)
         except Exception:  # observability must never turn a good answer into a 500

@@ -28,7 +28,7 @@ from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.prefetch import ResolvedData
 from cds_service.protocol.validation import HookCall
 from cds_service.record import ORDER_TYPES, Order, PatientRecord, build_record, classify_order
-from cds_service.rules import evaluate
+from cds_service.rules import Results, evaluate
 from cds_service.rules.base import Finding, Options, RuleContext
 
 
@@ -40,6 +40,7 @@ class Outcome:
     orders: list[Order] = field(default_factory=list)
     record: PatientRecord | None = None
     data: ResolvedData | None = None
+    results: Results | None = None  # what each rule did (None: the rules did not run)
     keys: dict[str, CardKeys] = field(default_factory=dict)  # by card uuid: its finding and its order
 
 
@@ -127,16 +128,17 @@ def run(
     if not ctx.concerns_amifampridine():
         ctx.note("engine", "no amifampridine in the orders in question or the current medications")
         return Outcome(cards=[], notes=ctx.notes, orders=drafts, record=record, data=data)
-    findings = evaluate(ctx)
-    rendered = render_findings(findings, knowledge)
+    results = evaluate(ctx)
+    rendered = render_findings(results.findings, knowledge)
     return Outcome(
         cards=[card for _, card in rendered],
         keys={card["uuid"]: card_keys(card, finding) for finding, card in rendered},
-        findings=findings,
+        findings=list(results.findings),
         notes=ctx.notes,
         orders=drafts,
         record=record,
         data=data,
+        results=results,
     )
 
 

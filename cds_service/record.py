@@ -168,9 +168,8 @@ class PatientRecord:
     unavailable: dict[str, str] = field(default_factory=dict)
     # "Medication/x" -> why the Medication a medication order references could not be had
     unresolved_medications: dict[str, str] = field(default_factory=dict)
-    # "Condition/x: ..." for each cited resource that is not valid FHIR R4 — for --explain
-    not_valid_r4: list[str] = field(default_factory=list)
-    _checked: set[int] = field(default_factory=set, repr=False)  # id() of resources already checked
+    # The resources the rules cited, checked against FHIR R4 only when --explain asks (not_valid_r4).
+    _cited: dict[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     # Lazily built (system, code) indexes of the observations and the conditions, and what was looked up.
     _indexes: dict[str, dict[tuple[Any, Any], list[Mapping[str, Any]]]] = field(
         default_factory=dict, repr=False
@@ -333,29 +332,36 @@ class PatientRecord:
         return value if isinstance(value, str) else None
 
     def cited(self, resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """The resources a rule is about to cite, each checked once against the FHIR R4 model (R4B).
+        """The resources a rule is about to cite, kept for a check against the FHIR R4 model (R4B).
 
-        A resource that fails the check is cited all the same, and the failure is kept in ``not_valid_r4``.
+        A resource that fails the check is cited all the same (``not_valid_r4`` says so for --explain).
         The rules read only codes, statuses and dates, defensively, at the dictionary level; a seizure
         history or an allergy must not vanish from the cards over one malformed field, or because the
         EHR sent an STU3 resource on the STU3 medication-prescribe hook.
         """
         kept = list(resources)
         for resource in kept:
-            if id(resource) in self._checked:
-                continue
-            self._checked.add(id(resource))
+            self._cited.setdefault(id(resource), resource)
+        return kept
+
+    @property
+    def not_valid_r4(self) -> list[str]:
+        """For each cited resource that is not valid FHIR R4, "Condition/x: ...", in the order cited.
+
+        Checked here, when --explain asks, not on every hook call: the answer never changes a card."""
+        problems = []
+        for resource in self._cited.values():
             model = model_for(str(resource.get("resourceType")))
             if model is None:
                 continue
             try:
                 model.model_validate(resource)
             except (ValidationError, ValueError, TypeError):
-                self.not_valid_r4.append(
+                problems.append(
                     f"{resource.get('resourceType')}/{resource.get('id', '?')}: "
                     "not valid FHIR R4, cited for what the rule could read"
                 )
-        return kept
+        return problems
 
 
 def _allergy_concepts(allergy: Mapping[str, Any]) -> list[tuple[str, Any]]:

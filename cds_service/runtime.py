@@ -8,10 +8,10 @@ from typing import Any
 
 from cds_service.config import Settings
 from cds_service.fhir_client import ClientSettings, FhirClient
+from cds_service.knowledge.dose_table import dose_table
 from cds_service.knowledge.loader import Knowledge, load_knowledge
 from cds_service.protocol.services import discovery_document, prefetch_templates
 from cds_service.rules.base import Options
-from cds_service.rules.dose_table import dose_table
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
-"""Small builders for CDS Hooks requests and FHIR resources used across the protocol tests."""
+"""Small builders for CDS Hooks requests, FHIR resources and rule contexts, shared by the tests."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import uuid
+from datetime import date
+from pathlib import Path
 from typing import Any
+
+from cds_service.knowledge.loader import Knowledge, load_knowledge
+from cds_service.record import build_record, classify_order
+from cds_service.rules.base import RuleContext
 
 PATIENT_ID = "amf-test-patient"
 ORDER_SIGN = "/cds-services/amifampridine-order-sign"
@@ -144,3 +151,54 @@ def assert_no_empty_fields(value: Any, path: str = "$") -> None:
         assert value, f"empty array at {path}"
         for index, child in enumerate(value):
             assert_no_empty_fields(child, f"{path}[{index}]")
+
+
+# --- rules without Flask or a database: a RuleContext built from FHIR JSON ----------------------------
+LOINC = "http://loinc.org"
+ORDER_DAY = date(2026, 11, 22)  # authoredOn of amifampridine_order()
+
+
+@functools.cache
+def shipped_knowledge() -> Knowledge:
+    """The knowledge base in cards/, loaded once for the whole test session."""
+    return load_knowledge(Path(__file__).resolve().parents[1] / "cards")
+
+
+def rule_context(
+    *drafts: dict[str, Any],
+    patient_resource: dict[str, Any] | None = None,
+    unavailable: dict[str, str] | None = None,
+    today: date = ORDER_DAY,
+    **prefetch: list[dict[str, Any]],
+) -> RuleContext:
+    """What a hook call gives the rules: ``drafts`` (all in question), the Patient (default: born
+    1970, female) and the resources of each other prefetch key (``conditions=[...]``, ``renal=[...]``)."""
+    knowledge = shipped_knowledge()
+    values: dict[str, Any] = {"patient": patient_resource or patient()}
+    values |= {key: searchset(*resources) for key, resources in prefetch.items()}
+    record = build_record(values, knowledge, unavailable=unavailable)
+    orders = [classify_order(resource, knowledge, draft=True) for resource in drafts]
+    return RuleContext(record=record, orders=orders, drafts=orders, knowledge=knowledge, today=today)
+
+
+def observation(
+    code: str, value: float, unit: str, day: str = "2026-11-01", obs_id: str | None = None
+) -> dict[str, Any]:
+    """A LOINC-coded quantity Observation (weight, creatinine clearance, serum creatinine, eGFR)."""
+    return {
+        "resourceType": "Observation",
+        "id": obs_id or f"obs-{code}-{day}",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "effectiveDateTime": day,
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+    }
+
+
+def current_amifampridine(order_id: str = "active-amf", mg: float = 5, per_day: int = 3) -> dict[str, Any]:
+    """An active amifampridine order of the patient (a medications prefetch entry)."""
+    order = amifampridine_order(order_id, mg=mg, per_day=per_day)
+    order["status"] = "active"
+    order["authoredOn"] = "2026-09-01"
+    return order

@@ -97,3 +97,15 @@ def test_image_names_its_version_source_and_revision() -> None:
     for key, arg in [("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")]:
         assert f'org.opencontainers.image.{key}="${{{arg}}}"' in labels
         assert any(keyword == "ARG" and rest.startswith(f"{arg}=") for keyword, rest in final_stage())
+
+
+def test_image_installs_the_wheel_without_extras_and_no_fixtures() -> None:
+    """Serving only: no tools extra (rich, pygments, markdown), no test data."""
+    builder_runs = " ".join(rest for keyword, rest in instructions() if keyword == "RUN")
+    install = re.search(r"pip install [^&]*", builder_runs)
+    assert install and "/wheels/*.whl" in install.group(0)
+    assert "[" not in install.group(0), "the image installs an extra"
+    everything = " ".join(rest for _, rest in instructions())
+    assert "fixtures" not in everything and "CDS_FIXTURES_DIR" not in everything
+    dockerignore = (ROOT / ".dockerignore").read_text()
+    assert not [line for line in dockerignore.splitlines() if line.startswith("!") and "fixtures" in line]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cds_service.knowledge.classify import MedicationFacts, classify
+from cds_service.knowledge.dose_table import CHILD_UNDER_45KG, STANDARD, parse_dose_table
 from cds_service.knowledge.loader import KnowledgeError, load_knowledge
 from cds_service.knowledge.valuesets import SOURCE_URL, VERIFY_URL
-from cds_service.rules.dose_table import CHILD_UNDER_45KG, STANDARD, parse_dose_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "cards"

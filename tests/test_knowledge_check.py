@@ -64,7 +64,23 @@ def _nat2_not_yaml(cards: Path) -> str:
     return "nat2.yaml: cannot read YAML"
 
 
+def _sentence_a_rule_uses_deleted(cards: Path) -> str:
+    path = cards / "topics" / "weight-needed.yaml"
+    text = path.read_text()
+    path.write_text(re.sub(r"(?m)^  no-weight:.*\n", "", text))
+    assert "no-weight" not in path.read_text()
+    return "topics/weight-needed.yaml: sentences.no-weight is missing (used by the weight-needed rule)"
+
+
+def _suggestion_label_deleted(cards: Path) -> str:
+    path = cards / "topics" / "starting-dose.yaml"
+    path.write_text(re.sub(r"(?m)^suggestions:\n(?:  .*\n)+", "", path.read_text()))
+    return "topics/starting-dose.yaml: suggestions.initial-range is missing (used by the starting-dose rule)"
+
+
 DAMAGES: dict[str, Callable[[Path], str]] = {
+    "a sentence a rule uses deleted": _sentence_a_rule_uses_deleted,
+    "a suggestion label deleted": _suggestion_label_deleted,
     "nat2.yaml without phenotype_answers": _drop_phenotype_answers,
     "cholinergic value set deleted": _delete_cholinergic_valueset,
     "hepatic-impairment topic deleted": _delete_hepatic_topic,
@@ -120,7 +136,7 @@ def test_evaluate_on_a_damaged_cards_directory_prints_one_line(
     assert out == "" and err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
-# --- the requirements table covers what the code reads ----------------------------------------------------
+# --- the declarations cover what the code reads -----------------------------------------------------------
 def _source() -> str:
     return "\n".join(path.read_text() for path in (ROOT / "cds_service").rglob("*.py"))
 
@@ -134,11 +150,10 @@ def test_every_value_set_the_code_names_is_declared() -> None:
 
     named |= set(DRUG_CLASSES)
     named -= {"weight", "renal", "nat2"}  # prefetch keys of _OBSERVATION_VALUESETS
-    assert len(named) >= 13 and named <= set(requirements.VALUESETS), sorted(
-        named ^ set(requirements.VALUESETS)
-    )
+    declared = set(requirements.declared().valuesets)
+    assert len(named) >= 13 and named <= declared, sorted(named ^ declared)
     shipped = {p.name.removesuffix(".valueset.json") for p in (CARDS / "valuesets").glob("*.valueset.json")}
-    assert set(requirements.VALUESETS) <= shipped
+    assert declared <= shipped
 
 
 def _block(source: str, start: str, end: str) -> str:
@@ -149,12 +164,31 @@ def _block(source: str, start: str, end: str) -> str:
 
 def test_every_table_the_code_reads_is_declared() -> None:
     read = set(re.findall(r"knowledge\.data\.get\(\s*\"([a-z0-9-]+)\"", _source()))
-    assert read and read <= set(requirements.TABLES)
+    assert read and read <= set(requirements.declared().tables)
 
 
 def test_every_topic_a_rule_produces_is_declared() -> None:
     # unidentified-medication is a rule whose findings are data-unavailable cards, not a topic of its own.
-    produced = {spec.name for spec in RULES if spec.name != "unidentified-medication"}
-    produced |= {requirements.DATA_UNAVAILABLE}
-    assert produced == set(requirements.TOPICS)
+    produced = {topic for spec in RULES for topic in spec.topics} | {requirements.DATA_UNAVAILABLE}
+    assert produced == set(requirements.declared().topics)
+    assert "unidentified-medication" in {spec.name for spec in RULES}
     assert set(requirements.CONTRAINDICATIONS) <= produced
+    shipped = {p.stem for p in (CARDS / "topics").glob("*.yaml")}
+    assert produced == shipped
+
+
+def test_a_codesystem_topic_without_a_rule_stops_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cards = cards_copy(tmp_path)
+    path = cards / "card-topics.codesystem.json"
+    codesystem = json.loads(path.read_text())
+    codesystem["concept"].append({"code": "qt-prolongation", "display": "QT prolongation"})
+    path.write_text(json.dumps(codesystem))
+    definition = (cards / "topics" / "cholinergic-drug.yaml").read_text()
+    (cards / "topics" / "qt-prolongation.yaml").write_text(
+        definition.replace("cholinergic-drug", "qt-prolongation")
+    )
+    assert cli.main(["knowledge", "check", str(cards)]) == 1
+    err = capsys.readouterr().err
+    assert "card-topics.codesystem.json: topic 'qt-prolongation' has no rule that produces it" in err

@@ -358,3 +358,31 @@ def test_no_metric_has_a_label_the_prometheus_operator_overwrites() -> None:
     for metric in declared:
         # The operator sets these as target labels: ours would be overwritten or renamed exported_*.
         assert not {"service", "job", "instance", "namespace", "pod"} & set(metric._labelnames), metric
+
+
+def test_text_access_line_for_a_terminal_carries_the_same_fields_without_json() -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        ENVIRON_KEY: {
+            "route": "/cds-services/<service_id>",
+            "service": "amifampridine-order-sign",
+            "cards": {"critical": 1},
+        },
+    }
+    line = access_line(environ, 200, 0.0078, "text") or ""
+    assert not line.startswith("{")
+    assert " POST /cds-services/<service_id> 200 7.8 ms " in line
+    assert 'service="amifampridine-order-sign"' in line and 'cards={"critical":1}' in line
+
+
+def test_gunicorn_logs_as_text_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn.config import Config
+
+    from cds_service.gunicorn_conf import ServiceLogger
+
+    monkeypatch.setenv("CDS_LOG_FORMAT", "text")
+    logger = ServiceLogger(Config())
+    assert logger.log_format == "text"
+    assert all(not isinstance(h.formatter, JsonFormatter) for h in logger.error_log.handlers)
+    monkeypatch.setenv("CDS_LOG_FORMAT", "json")
+    assert all(isinstance(h.formatter, JsonFormatter) for h in ServiceLogger(Config()).error_log.handlers)

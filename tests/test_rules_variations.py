@@ -12,8 +12,8 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.facts.nat2 import read_nat2
 from cds_service.knowledge.loader import load_knowledge
-from cds_service.rules.nat2 import read_nat2
 from cds_service.rules.suggest import capped_regimen, split_regimen
 
 ROOT = Path(__file__).resolve().parents[1]

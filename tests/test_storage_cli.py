@@ -150,7 +150,9 @@ def test_purge_uses_retention_days(
     monkeypatch.setenv("CDS_AUDIT_RETENTION_DAYS", "60")
     assert run("purge") == 0
     assert "deleted 0 audit records older than 60 days" in capsys.readouterr().out
-    assert run("purge", "--days", "30") == 0
+    assert run("purge", "--days", "30", "--dry-run") == 0
+    assert "would delete 1 audit records older than 30 days" in capsys.readouterr().out
+    assert run("purge", "--days", "30") == 0  # the dry run deleted nothing
     assert "deleted 1 audit records older than 30 days" in capsys.readouterr().out
 
 
@@ -162,3 +164,26 @@ def test_unreachable_database_is_one_line_and_status_1(
         assert run(*argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("cds-service: database error") and "hunter2" not in err
+
+
+def test_db_current_names_both_revisions(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert run("db", "upgrade") == 0
+    capsys.readouterr()
+    assert run("db", "current") == 0
+    assert f"at revision {head}; this version ships {head} (up to date)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv", [("report",), ("report", "--format", "json"), ("purge", "--dry-run"), ("db", "current")]
+)
+def test_reading_commands_never_create_a_database(
+    argv: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run from another directory, the default ./data/cds.sqlite3 used to be created empty and reported as 0.
+    monkeypatch.delenv("CDS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert run(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no audit database at" in err and "does not create one" in err
+    assert not (tmp_path / "elsewhere").exists()

@@ -3,9 +3,13 @@
     cds-service evaluate REQUEST.json [--json] [--explain]
     cds-service simulate --fhir-server URL --patient ID --order ORDER.json [--hook order-sign]
                          [--service-url URL] [--key KEY.pem --iss ISS] [--json] [--explain]
+                         [--fhir-token-file FILE]   (or CDS_FHIR_TOKEN in the environment)
 
 Exit status: 0 the service answered with cards (possibly none); 1 it refused the request (4xx/5xx);
-2 the command could not run (unreadable file, unreachable server, bad key).
+2 the command could not run (unreadable file, unreachable server, bad key, the tools extra missing).
+
+The FHIR token comes from ``--fhir-token-file FILE``, else ``--fhir-token TOKEN``, else the environment
+variable CDS_FHIR_TOKEN (the file and the variable keep it out of ``ps``; the two flags exclude each other).
 
 Imports are deferred into the commands: this module is loaded whenever ``cds-service`` starts,
 including before gunicorn sets up its metrics.
@@ -15,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from cds_service.integration.tools import require_tools
 
 
 def register_cli(subparsers: Any) -> None:
@@ -40,7 +48,8 @@ def register_cli(subparsers: Any) -> None:
         "simulate",
         help="act as an EHR: fill prefetch from a FHIR server, sign, call the service, show the cards",
         description="Do what an EHR does for one hook call: read discovery, fill the prefetch templates "
-        "against the FHIR server, sign a JWT if a key is given, POST the call and show the cards.",
+        "against the FHIR server, sign a JWT if a key is given, POST the call and show the cards. "
+        "A FHIR token is read from --fhir-token-file, else --fhir-token, else $CDS_FHIR_TOKEN.",
     )
     simulate.add_argument("--fhir-server", required=True, help="FHIR R4 base URL holding the patient")
     simulate.add_argument("--patient", required=True, help="Patient id on that server")
@@ -56,14 +65,27 @@ def register_cli(subparsers: Any) -> None:
     simulate.add_argument(
         "--service-url", default="http://127.0.0.1:8080", help="service base URL (default %(default)s)"
     )
-    simulate.add_argument("--key", type=Path, help="PEM private key (EC P-384 or RSA) to sign the client JWT")
+    simulate.add_argument(
+        "--key",
+        type=Path,
+        help="private key to sign the client JWT: PEM (from `cds-service keys new`) or a JWK with 'd'",
+    )
     simulate.add_argument("--iss", help="JWT issuer the service trusts (required with --key)")
     simulate.add_argument("--kid", help="JWT key id (default: the key's RFC 7638 thumbprint)")
     simulate.add_argument("--tenant", help="JWT tenant claim (optional)")
     simulate.add_argument(
         "--user", default="Practitioner/simulated-prescriber", help="context.userId (default %(default)s)"
     )
-    simulate.add_argument("--fhir-token", help="bearer token for the FHIR server (sent as fhirAuthorization)")
+    token = simulate.add_mutually_exclusive_group()
+    token.add_argument(
+        "--fhir-token-file",
+        type=Path,
+        help="file holding the bearer token for the FHIR server (sent as fhirAuthorization too)",
+    )
+    token.add_argument(
+        "--fhir-token",
+        help="the bearer token itself (visible in `ps`: prefer --fhir-token-file or $CDS_FHIR_TOKEN)",
+    )
     simulate.add_argument(
         "--no-prefetch", action="store_true", help="send no prefetch: the service must query the FHIR server"
     )
@@ -101,6 +123,22 @@ def _read_json(path: Path, what: str) -> Any:
         raise ValueError(f"{what} {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from exc
 
 
+def fhir_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """--fhir-token-file, else --fhir-token, else $CDS_FHIR_TOKEN; None when none is given."""
+    if args.fhir_token_file is not None:
+        try:
+            token = args.fhir_token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ValueError(f"cannot read --fhir-token-file {args.fhir_token_file}: {reason}") from exc
+        if not token or len(token.splitlines()) != 1:
+            raise ValueError(f"--fhir-token-file {args.fhir_token_file} must hold the token on one line")
+        return token
+    if args.fhir_token:
+        return str(args.fhir_token)
+    return env.get("CDS_FHIR_TOKEN", "").strip() or None
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from cds_service.config import Settings
     from cds_service.integration import explain, render
@@ -108,6 +146,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from cds_service.protocol.errors import CdsError
     from cds_service.runtime import Runtime
 
+    require_tools("cds-service evaluate")
     try:
         body = _read_json(args.request, "request")
     except ValueError as exc:
@@ -145,11 +184,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    require_tools("cds-service simulate")
     from cds_service.integration import render, simulator
 
     try:
         order = _read_json(args.order, "order")
-        key = simulator.load_signing_key(args.key, args.kid) if args.key else None
+        try:
+            key = simulator.load_signing_key(args.key, args.kid) if args.key else None
+        except ValueError as exc:
+            raise ValueError(f"--key: {exc}") from exc
         if key is not None and not args.iss:
             return _fail("--iss is required with --key (the issuer the service trusts)")
         options = simulator.SimulateOptions(
@@ -162,7 +205,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             key=key,
             iss=args.iss,
             tenant=args.tenant,
-            fhir_token=args.fhir_token,
+            fhir_token=fhir_token(args, os.environ),
             send_prefetch=not args.no_prefetch,
             send_fhir_server=not args.no_fhir_server,
             collect_prefetch=args.explain,
@@ -173,17 +216,23 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.save_request:
         args.save_request.write_text(json.dumps(simulation.request, indent=2) + "\n", encoding="utf-8")
     console = render.make_console(sys.stdout, color=args.color)
-    result = _explain_simulation(simulation, console) if args.explain else None
+    result = None
+    if args.explain:
+        result = _explain_simulation(simulation, console, sent_prefetch=not args.no_prefetch)
     if args.json:
         payload: Any = simulation.response
         if result is not None:
             payload = {"response": simulation.response, "explain": result}
+        if simulation.warnings and isinstance(payload, dict):
+            payload = {**payload, "warnings": simulation.warnings}
         render.print_json(payload, sys.stdout)
         return 0 if simulation.status == 200 else 1
     counts = ", ".join(f"{k} {n}" for k, n in simulation.prefetch_counts.items()) or "none sent"
     took = f"{simulation.elapsed_ms:.0f} ms"
     console.print(f"POST {simulation.endpoint} -> HTTP {simulation.status} in {took}", soft_wrap=True)
     console.print(f"prefetch resources: {counts}", soft_wrap=True)
+    for warning in simulation.warnings:
+        console.print(f"WARNING: {warning}", style="bold yellow", soft_wrap=True, markup=False)
     if simulation.status != 200:
         render.print_problem(simulation.status, simulation.response, console)
         return 1
@@ -196,8 +245,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_simulation(simulation: Any, console: Any) -> dict[str, Any] | None:
-    """Explain from the same data, evaluated locally; warn if the local cards differ from the service's."""
+def _explain_simulation(simulation: Any, console: Any, *, sent_prefetch: bool) -> dict[str, Any] | None:
+    """Explain from the same data, evaluated locally; warn if the local cards differ from the service's.
+
+    The data is what the simulator read with the service's prefetch queries. Without prefetch the
+    service ran those queries against the FHIR server itself, so that is where the data came from.
+    """
     from cds_service.config import Settings
     from cds_service.integration import explain
     from cds_service.integration.offline import evaluate_request
@@ -216,6 +269,10 @@ def _explain_simulation(simulation: Any, console: Any) -> dict[str, Any] | None:
         console.print(f"(no explanation: the request is refused locally too: {exc.diagnostics})")
         return None
     result = explain.explanation(evaluation, runtime.knowledge, today=today, options=runtime.options)
+    if not sent_prefetch:
+        for section in result.get("data", {}).values():
+            if section.get("source") == "prefetch":
+                section["source"] = "FHIR server"
     remote = sorted(
         c["source"]["topic"]["code"] for c in (simulation.response or {}).get("cards") or [] if "source" in c
     )

@@ -2,8 +2,8 @@
 
 Built from the pipeline's Outcome: the data each prefetch key held (or why it could not be had), the
 resources by id and date, the notes the rules wrote while they ran (dose arithmetic, CrCl, NAT2
-phenotype, weight used...) and the cards. Which rule produced which card is found by running each rule
-again on the same record: rules are pure functions, so the second run sees exactly what the first saw.
+phenotype, weight used...) and the cards. Which rule fired, did not fire or did not run, and with which
+findings, comes from the engine's results (``Outcome.results``): no rule runs twice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from rich.text import Text
 from cds_service import pipeline
 from cds_service.data_keys import MEDICATION_REFERENCES, PREFETCH_KEYS
 from cds_service.integration.offline import Evaluation
-from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.knowledge.loader import Knowledge
 from cds_service.record import (
     ConceptMatch,
@@ -28,8 +27,8 @@ from cds_service.record import (
     bundle_resources,
     concept_text,
 )
-from cds_service.rules import RULES
-from cds_service.rules.base import Options, RuleContext
+from cds_service.rules import FIRED, NOT_FIRED, NOT_RUN, RULES
+from cds_service.rules.base import Options
 
 _DATE_FIELDS = (
     "effectiveDateTime",
@@ -145,46 +144,11 @@ def _data(outcome: pipeline.Outcome) -> dict[str, Any]:
     return sections
 
 
-def _fired_topics(evaluation: Evaluation, knowledge: Knowledge, today: date, options: Options) -> dict:
-    """Rule name -> topics of the findings it gives on this record (re-run: rules are pure)."""
-    outcome = evaluation.outcome
-    if outcome.record is None or not outcome.findings:
-        return {}
-    in_question, drafts = pipeline.classify_drafts(evaluation.call, knowledge, _fetched(outcome))
-    topics: dict[str, list[str]] = {}
-    for spec in RULES:
-        if any(key in outcome.record.unavailable for key in spec.needs):
-            continue
-        ctx = RuleContext(
-            record=outcome.record,
-            orders=in_question,
-            drafts=drafts,
-            knowledge=knowledge,
-            today=today,
-            options=options,
-        )
-        topics[spec.name] = [finding.topic for finding in spec.run(ctx)]
-    return topics
-
-
-def _rules_ran(outcome: pipeline.Outcome, in_question: Iterable[Order]) -> bool:
-    # The pipeline stops before the rules when amifampridine is neither ordered nor taken (and the
-    # medication list is known); the same test here, so the explanation says so rather than "did not fire".
-    if outcome.record is None or outcome.data is None:
-        return False
-    return (
-        any(order.is_(AMIFAMPRIDINE) for order in in_question)
-        or any(order.is_(AMIFAMPRIDINE) for order in outcome.record.current_orders)
-        or "medications" in outcome.data.unavailable
-    )
-
-
 def explanation(
     evaluation: Evaluation, knowledge: Knowledge, *, today: date, options: Options | None = None
 ) -> dict[str, Any]:
     """A JSON-able account of one evaluation (what ``--explain`` prints, and ``--json --explain`` emits)."""
     outcome = evaluation.outcome
-    options = options or Options()
     in_question, _ = pipeline.classify_drafts(evaluation.call, knowledge, _fetched(outcome))
     unresolved = outcome.data.unresolved if outcome.data is not None else {}
     result: dict[str, Any] = {
@@ -207,24 +171,24 @@ def explanation(
     notes: dict[str, list[str]] = {}
     for rule, text in outcome.notes:
         notes.setdefault(rule, []).append(text)
-    fired = _fired_topics(evaluation, knowledge, today, options)
-    rules_ran = _rules_ran(outcome, in_question)
+    done = {ran.rule.name: ran for ran in outcome.results.rules} if outcome.results else {}
     rules = []
     for spec in RULES:
-        missing = [key for key in spec.needs if outcome.record and key in outcome.record.unavailable]
-        if not rules_ran:
+        ran = done.get(spec.name)
+        if ran is None:
+            # The pipeline stops before the rules when amifampridine is neither ordered nor taken.
             status = "not run: no amifampridine in the orders in question or the current medications"
-        elif missing:
-            status = f"not run: {', '.join(missing)} unavailable"
-        elif fired.get(spec.name):
-            status = "fired: " + ", ".join(fired[spec.name])
+        elif ran.status == NOT_RUN:
+            status = f"not run: {', '.join(ran.missing)} unavailable"
+        elif ran.status == FIRED:
+            status = "fired: " + ", ".join(finding.topic for finding in ran.findings)
         else:
-            status = "did not fire"
+            status = NOT_FIRED
         rules.append(
             {
                 "rule": spec.name,
                 "check": spec.check,
-                "reads": list(spec.needs),
+                "reads": list(spec.reads),
                 "status": status,
                 "notes": notes.pop(spec.name, []),
             }

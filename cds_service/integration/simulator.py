@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import jwt
 import requests
@@ -67,6 +67,19 @@ class Simulation:
     prefetch_counts: dict[str, int] = field(default_factory=dict)  # key -> resources sent in prefetch
     prefetch: dict[str, Any] | None = field(default=None, repr=False)  # what the templates gave
     elapsed_ms: float = 0.0
+    # False: the FHIR server answered 404 to Patient/<id> (a mistyped --patient?); None: not known
+    patient_found: bool | None = True
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must know beside the cards (also in ``--json`` as ``warnings``)."""
+        if self.patient_found is not False:
+            return []
+        patient = self.request.get("context", {}).get("patientId")
+        return [
+            f"the FHIR server has no Patient/{patient} (HTTP 404 to the Patient read): the cards are for a "
+            "patient it does not know; check --patient"
+        ]
 
 
 # --- tokens ------------------------------------------------------------------------------------------
@@ -151,6 +164,8 @@ def fill_prefetch(
 
 def draft_orders(order: Mapping[str, Any], patient_id: str) -> list[dict[str, Any]]:
     """The order(s) of an ORDER.json as draft resources for this patient (ids and subject filled in)."""
+    if not isinstance(order, Mapping):
+        raise SimulatorError("the order file must hold a FHIR resource or a Bundle of them")
     if order.get("resourceType") == "Bundle":
         resources = [e.get("resource") for e in order.get("entry") or [] if isinstance(e, Mapping)]
     else:
@@ -249,14 +264,15 @@ def discover(session: requests.Session, options: SimulateOptions) -> tuple[str, 
 
 def simulate(options: SimulateOptions, session: requests.Session | None = None) -> Simulation:
     session = session or requests.Session()
+    drafts = draft_orders(options.order, options.patient_id)  # a broken order file fails before any call
     service_id, templates = discover(session, options)
-    drafts = draft_orders(options.order, options.patient_id)
     spec = HOOKS[options.hook]
     context = {"patientId": options.patient_id, "userId": options.user_id, spec.orders_field: {}}
     prefetch = None
+    reader = FhirReader(options.fhir_server, session, options.fhir_token, options.timeout)
     if options.send_prefetch or options.collect_prefetch:
-        reader = FhirReader(options.fhir_server, session, options.fhir_token, options.timeout)
         prefetch = fill_prefetch(templates, context, options.user_id, reader)
+    patient_found = _patient_found(reader, prefetch, options.patient_id)
     sent = prefetch if options.send_prefetch else None
     body = build_request(
         options.hook,
@@ -288,7 +304,24 @@ def simulate(options: SimulateOptions, session: requests.Session | None = None) 
         prefetch_counts={key: _count(value) for key, value in (sent or {}).items()},
         prefetch=prefetch,
         elapsed_ms=elapsed,
+        patient_found=patient_found,
     )
+
+
+def _patient_found(reader: FhirReader, prefetch: Mapping[str, Any] | None, patient_id: str) -> bool | None:
+    """Whether the FHIR server knows the patient: from the prefetched Patient, else one read of it.
+
+    None when that read fails otherwise: without prefetch the call goes on, and the service's own
+    reads (and its cards) say what it could not get.
+    """
+    if prefetch is not None and "patient" in prefetch:
+        patient = prefetch["patient"]
+    else:
+        try:
+            patient = reader.read(f"Patient/{quote(patient_id, safe='')}")
+        except (SimulatorError, ValueError):
+            return None
+    return isinstance(patient, Mapping) and patient.get("resourceType") == "Patient"
 
 
 def _count(value: Any) -> int:

@@ -75,8 +75,8 @@ def _broken(error: Exception) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from cds_service.config import Settings
+    from cds_service.knowledge.dose_table import dose_table
     from cds_service.knowledge.loader import KnowledgeError, load_knowledge
-    from cds_service.rules.dose_table import dose_table
 
     cards_dir, site_dir = _directories(args)
     caps_version = (os.environ.get("CDS_DOSE_CAPS_VERSION") or "").strip() or Settings.dose_caps_version

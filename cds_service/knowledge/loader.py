@@ -1,7 +1,7 @@
 """Load and validate the knowledge base in ``cards/`` once, at start-up.
 
 Everything a pharmacist reviews — card texts, override reasons, code lists, dose caps — lives there as
-data. A broken or missing file (every file the code reads is listed in ``requirements.py``) stops the
+data. A broken or missing file (every file a rule declares, see ``requirements.py``) stops the
 start with one line naming the file and the problem, never a half-loaded rule set. A site directory
 (``site.py``) adds codes and tunes topics on top; ``knowledge_version`` names the result.
 """
@@ -28,6 +28,7 @@ from cds_service.knowledge.site import (
     read_site,
     tune_topic,
 )
+from cds_service.knowledge.templates import fill
 from cds_service.knowledge.textmatch import TEXT_NEGATION, CueError, compile_cues
 from cds_service.knowledge.valuesets import CodeMatcher, ValueSetError, check_addition, compile_valueset
 
@@ -65,11 +66,23 @@ class TopicDefinition:
     detail: str
     override_reasons: tuple[OverrideReason, ...]
     variants: Mapping[str, CardVariant] = field(default_factory=dict)
+    # Sentences a rule puts into the texts (``{advice}``, ``{direction}``...), by name.
+    sentences: Mapping[str, str] = field(default_factory=dict)
+    # The labels of the card's suggestions, by name.
+    suggestions: Mapping[str, str] = field(default_factory=dict)
 
     def variant(self, name: str | None) -> CardVariant:
         if name is None:
             return CardVariant(self.indicator, self.summary, self.detail)
         return self.variants[name]
+
+    def say(self, key: str, /, **params: Any) -> str:
+        """The sentence ``key`` with ``params`` filled in (the loader checked that it exists)."""
+        return fill(self.sentences[key], params)
+
+    def label(self, key: str, /, **params: Any) -> str:
+        """The suggestion label ``key`` with ``params`` filled in."""
+        return fill(self.suggestions[key], params)
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,14 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
             spec.get("summary", data.get("summary", "")),
             spec.get("detail", data.get("detail", "")),
         )
+    texts = {}
+    for key in ("sentences", "suggestions"):
+        block = data.get(key) or {}
+        if not isinstance(block, dict) or not all(
+            isinstance(text, str) and text.strip() for text in block.values()
+        ):
+            raise KnowledgeError(f"{path}: '{key}' must map names to non-empty texts")
+        texts[key] = {str(name): " ".join(text.split()) for name, text in block.items()}
     definition = TopicDefinition(
         topic=topic,
         display=displays[topic],
@@ -179,9 +200,14 @@ def _load_topic(path: Path, displays: Mapping[str, str]) -> TopicDefinition:
         detail=_require_str(data, "detail", path),
         override_reasons=tuple(reasons),
         variants=variants,
+        sentences=texts["sentences"],
+        suggestions=texts["suggestions"],
     )
-    for key, text in [("summary", definition.summary), ("detail", definition.detail)] + [
-        (f"variants.{name}", v.summary + v.detail) for name, v in variants.items()
+    for key, text in [
+        ("summary", definition.summary),
+        ("detail", definition.detail),
+        *((f"variants.{name}", v.summary + v.detail) for name, v in variants.items()),
+        *((f"{block}.{name}", text) for block in texts for name, text in texts[block].items()),
     ]:
         _check_template(text, path, key)
     return definition
@@ -222,32 +248,41 @@ def _check_requirements(
     valuesets: Mapping[str, CodeMatcher],
     data: Mapping[str, Any],
 ) -> None:
-    """Every value set, table (and key) and topic the code reads is there (requirements.py)."""
+    """Every value set, table (and key) and topic the rules declare (and the service reads) is there,
+    and every topic of the CodeSystem has a definition and a rule that produces it."""
     codesystem = cards_dir / CODESYSTEM
-    for name, reader in requirements.VALUESETS.items():
+    needed = requirements.declared()
+    for name, reader in needed.valuesets.items():
         if name not in valuesets:
             raise KnowledgeError(
-                f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing ({reader} reads it)"
+                f"{cards_dir / 'valuesets' / (name + '.valueset.json')}: missing (read by {reader})"
             )
-    for name, keys in requirements.TABLES.items():
+    for name in needed.tables:
         path = cards_dir / f"{name}.yaml"
         table = data.get(name)
         if table is None:
             raise KnowledgeError(f"{path}: missing or empty")
         if not isinstance(table, Mapping):
             raise KnowledgeError(f"{path}: expected a mapping")
-        for key, expected in keys.items():
+        for key, expected in requirements.TABLE_KEYS.get(name, {}).items():
             if key not in table:
                 raise KnowledgeError(f"{path}: '{key}' is missing")
             if not isinstance(table[key], expected) or isinstance(table[key], bool):
                 raise KnowledgeError(f"{path}: '{key}' must be a {_KINDS.get(expected, expected)}")
-    for topic in requirements.TOPICS:
+    for topic in needed.topics:
         if topic not in displays:
             raise KnowledgeError(f"{codesystem}: topic '{topic}' is missing (the rules produce it)")
     for topic in displays:
         if topic not in topics:
             raise KnowledgeError(
                 f"{cards_dir / 'topics' / (topic + '.yaml')}: missing (topic '{topic}' of {CODESYSTEM})"
+            )
+        if topic not in needed.topics:
+            raise KnowledgeError(f"{codesystem}: topic '{topic}' has no rule that produces it")
+    for (topic, block, name), reader in needed.texts.items():
+        if name not in getattr(topics[topic], block):
+            raise KnowledgeError(
+                f"{cards_dir / 'topics' / (topic + '.yaml')}: {block}.{name} is missing (used by {reader})"
             )
 
 

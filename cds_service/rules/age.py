@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from cds_service.rules.base import Finding, RuleContext
-from cds_service.rules.patient import order_date, table
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "age-not-established"
 
 
+@rule(
+    TOPIC,
+    check="minimum age (6 years)",
+    reads=("patient",),
+    tables=("dose-caps",),
+    sentences=("birth-date-unknown",),
+)
 def age_not_established(ctx: RuleContext) -> list[Finding]:
     findings = []
-    minimum = table(ctx).minimum_age_years
-    for order in ctx.amifampridine_orders():
-        on = order_date(ctx, order)
-        age = ctx.record.age_on(on)
+    facts = ctx.facts
+    minimum = facts.table.minimum_age_years
+    for order in facts.amifampridine_orders:
+        on, age = facts.order(order).date, facts.order(order).age
         if age is None:
             ctx.note(TOPIC, "no birth date: the minimum age could not be checked")
             continue
@@ -28,7 +34,9 @@ def age_not_established(ctx: RuleContext) -> list[Finding]:
                     "drug": order.name,
                     "age": age,
                     "minimum_age": minimum,
-                    "birth_date": birth.isoformat() if birth else "unknown",
+                    "birth_date": (
+                        birth.isoformat() if birth else ctx.knowledge.topic(TOPIC).say("birth-date-unknown")
+                    ),
                     "order_date": on.isoformat(),
                 },
                 order=order,

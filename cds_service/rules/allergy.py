@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.knowledge.loader import TopicDefinition
 from cds_service.record import coded, concept_text, is_refuted
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "aminopyridine-hypersensitivity"
 _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens")
 
 
+@rule(
+    TOPIC,
+    check="aminopyridine allergy",
+    reads=("allergies",),
+    valuesets=_VALUESETS,
+    sentences=("allergy", "criticality", "reaction", "recorded"),
+)
 def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
-    orders = ctx.amifampridine_orders()
+    orders = ctx.facts.amifampridine_orders
     if not orders:
         return []
     # By code (the allergy's or a reaction substance's), else by a name in their texts that no cue
@@ -27,7 +35,8 @@ def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
     if not allergies:
         ctx.note(TOPIC, f"no aminopyridine among {len(ctx.record.allergies)} allergy record(s)")
         return []
-    listed = "; ".join(_describe(a) for a in allergies)
+    words = ctx.knowledge.topic(TOPIC)
+    listed = "; ".join(_describe(words, a) for a in allergies)
     ctx.note(
         TOPIC, "aminopyridine allergy: " + ", ".join(f"AllergyIntolerance/{a.get('id')}" for a in allergies)
     )
@@ -41,13 +50,13 @@ def aminopyridine_hypersensitivity(ctx: RuleContext) -> list[Finding]:
     ]
 
 
-def _describe(allergy: Mapping[str, Any]) -> str:
+def _describe(words: TopicDefinition, allergy: Mapping[str, Any]) -> str:
     parts = [concept_text(allergy)]
     status = coded(allergy, "clinicalStatus")
     if status:
         parts.append(status)
     if allergy.get("criticality"):
-        parts.append(f"criticality {allergy['criticality']}")
+        parts.append(words.say("criticality", criticality=allergy["criticality"]))
     manifestations = [
         concept_text({"m": m}, "m")
         for reaction in allergy.get("reaction") or []
@@ -55,8 +64,10 @@ def _describe(allergy: Mapping[str, Any]) -> str:
         for m in reaction.get("manifestation") or []
     ]
     if manifestations:
-        parts.append("reaction: " + ", ".join(manifestations))
+        parts.append(words.say("reaction", manifestations=", ".join(manifestations)))
     recorded = allergy.get("recordedDate") or allergy.get("onsetDateTime")
     if isinstance(recorded, str):
-        parts.append(f"recorded {recorded[:10]}")
-    return " — ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+        parts.append(words.say("recorded", day=recorded[:10]))
+    return (
+        words.say("allergy", substance=parts[0], details=", ".join(parts[1:])) if len(parts) > 1 else parts[0]
+    )

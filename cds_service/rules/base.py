@@ -1,8 +1,13 @@
-"""What every rule receives and returns.
+"""What every rule receives, returns and declares.
 
-A rule is a pure function ``(RuleContext) -> list[Finding]``: no I/O, no Flask, no HTTP. A finding names
-its card topic and the values its texts need; ``cds_service.cards`` turns it into a CDS Hooks card with
-the texts from ``cards/topics``.
+A rule is a pure function ``(RuleContext) -> list[Finding]``: no I/O, no Flask, no HTTP. It reads the
+call's facts (``ctx.facts``, ``cds_service.facts``), never another rule. A finding names its card topic
+and the values its texts need; ``cds_service.cards`` turns it into a CDS Hooks card with the texts from
+``cards/topics``.
+
+Each rule is declared on its function with ``@rule``: its topic(s), the prefetch keys it reads, the value
+sets and tables of ``cards/`` it uses, and its check in words for the data-unavailable card. The loader
+checks at start that everything declared is there (``cds_service.knowledge.requirements``).
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
-from cds_service.knowledge.classify import AMIFAMPRIDINE
+from cds_service.facts import Facts, Options
 from cds_service.knowledge.loader import Knowledge
 from cds_service.record import Order, PatientRecord
 
@@ -43,20 +49,9 @@ class Finding:
     suggestions: tuple[Suggestion, ...] = ()
 
 
-@dataclass(frozen=True)
-class Options:
-    """Site choices that change rule outcomes (from configuration)."""
-
-    weight_max_age_days: int = 90
-    dose_caps_version: str = "2024-05"
-    dose_max_lines: int = 20  # CDS_DOSE_MAX_LINES
-    dose_text_max_chars: int = 1000  # CDS_DOSE_TEXT_MAX_CHARS
-    dose_order_text_max_chars: int = 5000  # CDS_DOSE_TEXT_MAX_CHARS_PER_ORDER
-
-
 @dataclass
 class RuleContext:
-    """The inputs of one evaluation. ``explain`` collects plain-language notes for ``--explain``."""
+    """The inputs of one evaluation. ``notes`` collects plain-language notes for ``--explain``."""
 
     record: PatientRecord
     orders: Sequence[Order]  # the orders in question (order-select: the selections)
@@ -65,33 +60,88 @@ class RuleContext:
     today: date
     options: Options = field(default_factory=Options)
     notes: list[tuple[str, str]] = field(default_factory=list)
-    # Readings several rules share (dose of an order, renal status, ...), computed once per call.
-    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def facts(self) -> Facts:
+        """The call's facts, each computed when a rule first reads it."""
+        return Facts(
+            record=self.record,
+            orders=self.orders,
+            drafts=self.drafts,
+            knowledge=self.knowledge,
+            today=self.today,
+            options=self.options,
+            notes=self.notes,
+        )
 
     def note(self, rule: str, text: str) -> None:
         self.notes.append((rule, text))
 
-    def amifampridine_orders(self) -> list[Order]:
-        """The amifampridine orders in question."""
-        return [order for order in self.orders if order.is_(AMIFAMPRIDINE)]
-
-    def current_amifampridine(self) -> list[Order]:
-        return [order for order in self.record.current_orders if order.is_(AMIFAMPRIDINE)]
-
     def concerns_amifampridine(self) -> bool:
-        """Amifampridine is ordered or current — or may be: without the current medication list we
-        cannot know whether a co-drug in question meets it."""
-        return bool(
-            self.amifampridine_orders()
-            or self.current_amifampridine()
-            or ("medications" in self.record.unavailable and self.orders)
-        )
-
-    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per call for ``key``; later rules reuse the answer."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
+        return self.facts.concerns_amifampridine()
 
 
 Rule = Callable[[RuleContext], list[Finding]]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule as declared on its function (``@rule``)."""
+
+    name: str  # the rule's name (--explain, notes): its topic unless declared otherwise
+    topics: tuple[str, ...]  # every card topic its findings may carry; the first is its own
+    check: str  # what the check is, in the words of a data-unavailable card
+    reads: tuple[str, ...]  # prefetch keys (cds_service.data_keys.PREFETCH_KEYS) it reads
+    valuesets: tuple[str, ...]  # cards/valuesets/<name>.valueset.json it uses
+    tables: tuple[str, ...]  # cards/<name>.yaml tables it uses
+    run: Rule
+    # What it reads from its topic's definition (cards/topics/<name>.yaml) besides the main texts.
+    variants: tuple[str, ...] = ()
+    sentences: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()  # suggestion labels
+
+    @property
+    def topic(self) -> str:
+        """The topic whose definition holds the variants, sentences and labels the rule declares."""
+        return self.topics[0]
+
+
+REGISTRY: list[RuleSpec] = []  # in declaration order (rules/__init__.py imports the modules in order)
+
+
+def rule(
+    topic: str,
+    *,
+    check: str,
+    name: str | None = None,
+    reads: Sequence[str] = (),
+    valuesets: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    also: Sequence[str] = (),
+    variants: Sequence[str] = (),
+    sentences: Sequence[str] = (),
+    suggestions: Sequence[str] = (),
+) -> Callable[[Rule], Rule]:
+    """Declare a rule: ``topic`` (and ``also``, further topics it may produce), the prefetch keys it
+    ``reads`` (it does not run without them), the value sets and tables it uses, its ``check``, and the
+    ``variants``, ``sentences`` and ``suggestions`` (labels) of its topic's definition it uses. ``name``
+    (default: the topic) names a rule whose topic another rule or the engine also produces."""
+
+    def register(run: Rule) -> Rule:
+        REGISTRY.append(
+            RuleSpec(
+                name=name or topic,
+                topics=(topic, *also),
+                check=check,
+                reads=tuple(reads),
+                valuesets=tuple(valuesets),
+                tables=tuple(tables),
+                run=run,
+                variants=tuple(variants),
+                sentences=tuple(sentences),
+                suggestions=tuple(suggestions),
+            )
+        )
+        return run
+
+    return register

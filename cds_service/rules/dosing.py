@@ -13,69 +13,65 @@ the weight-needed card says what the under-45 kg row would mean.
 from __future__ import annotations
 
 from cds_service.dose import DoseResult
+from cds_service.facts import fmt_mg
+from cds_service.knowledge.dose_table import Regimen
 from cds_service.record import Order
-from cds_service.rules.base import Finding, RuleContext, Suggestion
-from cds_service.rules.dose_table import Regimen
-from cds_service.rules.hepatic import liver_conditions
-from cds_service.rules.nat2 import POOR, nat2_status
-from cds_service.rules.patient import (
-    band_for,
-    dose_of,
-    fmt_mg,
-    is_new_start,
-    order_date,
-    previous_order,
-    table,
-)
-from cds_service.rules.renal import ESRD, IMPAIRED, renal_status
+from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
 from cds_service.rules.suggest import capped_regimen, regimen_words, split_regimen, update_suggestion
 
 _EPSILON = 1e-9
 
 
-def _assumptions(dose: DoseResult) -> str:
+def _arithmetic(ctx: RuleContext, topic: str, dose: DoseResult) -> str:
+    """The dose arithmetic, then what the reading assumed (in the topic's words)."""
     if not dose.assumptions:
-        return ""
-    return " Assumed: " + "; ".join(dose.assumptions) + "."
+        return dose.arithmetic
+    assumed = ctx.knowledge.topic(topic).say("assumed", assumptions="; ".join(dose.assumptions))
+    return f"{dose.arithmetic} {assumed}"
 
 
-def _common(ctx: RuleContext, order: Order, dose: DoseResult) -> dict[str, object]:
-    band = band_for(ctx, order)
+def _common(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> dict[str, object]:
+    band = ctx.facts.order(order).band
     return {
         "drug": order.name,
         "mg_per_dose": fmt_mg(dose.mg_per_dose or 0),
         "mg_per_day": fmt_mg(dose.mg_per_day or 0),
-        "arithmetic": dose.arithmetic + _assumptions(dose),
+        "arithmetic": _arithmetic(ctx, topic, dose),
         "patient": band.describe(),
         "row": band.row.words,
-        "label_version": table(ctx).label,
+        "label_version": ctx.facts.table.label,
     }
 
 
 def _computed(ctx: RuleContext) -> list[tuple[Order, DoseResult]]:
     pairs = []
-    for order in ctx.amifampridine_orders():
-        dose = dose_of(ctx, order)
+    for order in ctx.facts.amifampridine_orders:
+        dose = ctx.facts.order(order).dose
         if dose.ok and dose.mg_per_dose is not None and dose.mg_per_day is not None:
             pairs.append((order, dose))
     return pairs
 
 
+@rule("dose-unverifiable", check="dose arithmetic", tables=("dose-caps",), sentences=("reason-unknown",))
 def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     findings = []
-    for order in ctx.amifampridine_orders():
-        dose = dose_of(ctx, order)
+    for order in ctx.facts.amifampridine_orders:
+        dose = ctx.facts.order(order).dose
         if dose.ok:
             ctx.note("dose", f"{order.reference}: {dose.arithmetic}")
             continue
         ctx.note("dose-unverifiable", f"{order.reference}: {dose.reason}")
-        row = band_for(ctx, order).row
+        row = ctx.facts.order(order).band.row
         findings.append(
             Finding(
                 topic="dose-unverifiable",
                 params={
                     "drug": order.name,
-                    "reason": dose.reason_text or dose.reason or "unknown",
+                    "reason": (
+                        dose.reason_text
+                        or dose.reason
+                        or ctx.knowledge.topic("dose-unverifiable").say("reason-unknown")
+                    ),
                     "max_single": fmt_mg(row.max_single_mg),
                     "max_daily": fmt_mg(row.max_daily_mg),
                     "row": row.words,
@@ -86,12 +82,13 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
-    row = band_for(ctx, order).row
+def _cap_suggestion(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
+    words = ctx.knowledge.topic(topic)
+    row = ctx.facts.order(order).band.row
     # First choice: keep the daily amount, in more and smaller doses; else cap each dose.
     split = split_regimen(dose.mg_per_day or 0, row.max_single_mg, row.max_daily_mg, row.rounding_mg)
     if split is not None:
-        return (update_suggestion(ctx, order, split, f"Split into {regimen_words(split)}"),)
+        return (update_suggestion(ctx, order, split, words.label("split", regimen=regimen_words(split))),)
     regimen = capped_regimen(
         dose.mg_per_dose or 0,
         dose.doses_per_day or 1,
@@ -101,66 +98,87 @@ def _cap_suggestion(ctx: RuleContext, order: Order, dose: DoseResult) -> tuple[S
     )
     if regimen is None:
         return ()
-    return (update_suggestion(ctx, order, regimen, f"Reduce to {regimen_words(regimen)}"),)
+    label = words.label("reduce", regimen=regimen_words(regimen))
+    return (update_suggestion(ctx, order, regimen, label),)
 
 
 def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
     """Orders whose dose ``per`` ("dose" or "day") is above the cap of their Table 1 row."""
     findings = []
     for order, dose in _computed(ctx):
-        row = band_for(ctx, order).row
+        row = ctx.facts.order(order).band.row
         amount, cap = (
             (dose.mg_per_dose, row.max_single_mg) if per == "dose" else (dose.mg_per_day, row.max_daily_mg)
         )
         if (amount or 0) <= cap + _EPSILON:
             continue
-        params = _common(ctx, order, dose) | {"cap": fmt_mg(cap)}
-        findings.append(Finding(topic, params, order=order, suggestions=_cap_suggestion(ctx, order, dose)))
+        params = _common(ctx, topic, order, dose) | {"cap": fmt_mg(cap)}
+        suggestions = _cap_suggestion(ctx, topic, order, dose)
+        findings.append(Finding(topic, params, order=order, suggestions=suggestions))
     return findings
 
 
+@rule(
+    "dose-single-max",
+    check="maximum single dose",
+    tables=("dose-caps",),
+    sentences=("assumed",),
+    suggestions=("split", "reduce"),
+)
 def dose_single_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-single-max", per="dose")
 
 
+@rule(
+    "dose-daily-max",
+    check="maximum daily dose",
+    tables=("dose-caps",),
+    sentences=("assumed",),
+    suggestions=("split", "reduce"),
+)
 def dose_daily_max(ctx: RuleContext) -> list[Finding]:
     return _over_cap(ctx, "dose-daily-max", per="day")
 
 
-def lowest_start_reasons(ctx: RuleContext, order: Order) -> list[str]:
-    """The conditions whose own cards carry the lowest initial dose for this order."""
-    reasons = []
-    if renal_status(ctx, order_date(ctx, order)).level in {ESRD, IMPAIRED}:
-        reasons.append("renal impairment")
-    if liver_conditions(ctx):
-        reasons.append("hepatic impairment")
-    nat2 = nat2_status(ctx)
-    if nat2 is not None and nat2.phenotype == POOR:
-        reasons.append("NAT2 poor metabolizer")
-    return reasons
-
-
+# The starting dose stays silent when a renal, hepatic or NAT2 card carries the lowest start: it reads
+# those facts, and so the value sets and tables behind them.
+@rule(
+    "starting-dose",
+    check="starting dose of a new start",
+    reads=("medications",),
+    valuesets=(
+        "renal-function-observations",
+        "kidney-conditions",
+        "end-stage-renal-disease",
+        "liver-conditions",
+        "nat2-observations",
+    ),
+    tables=("dose-caps", "nat2"),
+    sentences=("assumed",),
+    suggestions=("initial-range",),
+)
 def starting_dose(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order, dose in _computed(ctx):
-        if not is_new_start(ctx, order):
+        facts = ctx.facts.order(order)
+        if not facts.new_start:
             continue
-        row = band_for(ctx, order).row
+        row = facts.band.row
         if (dose.mg_per_day or 0) <= row.initial_high_mg + _EPSILON:
             continue
-        reasons = lowest_start_reasons(ctx, order)
+        reasons = facts.lowest_start_reasons
         if reasons:
             ctx.note(
                 "starting-dose", f"left to the {', '.join(reasons)} card(s), which carry the lowest start"
             )
             continue
         target: Regimen = row.initial_high
-        params = _common(ctx, order, dose) | {
+        params = _common(ctx, "starting-dose", order, dose) | {
             "initial_low": fmt_mg(row.initial_low_mg),
             "initial_high": fmt_mg(row.initial_high_mg),
             "step": fmt_mg(row.titration_step_mg),
         }
-        label = f"Start within the initial range: {regimen_words(target)}"
+        label = ctx.knowledge.topic("starting-dose").label("initial-range", regimen=regimen_words(target))
         findings.append(
             Finding(
                 "starting-dose",
@@ -172,15 +190,24 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
+@rule(
+    "titration-step",
+    check="titration step",
+    reads=("medications",),
+    tables=("dose-caps",),
+    variants=("previous-dose-unknown",),
+    sentences=("assumed", "previous-dose-unreadable"),
+)
 def titration_step(ctx: RuleContext) -> list[Finding]:
     findings = []
     for order, dose in _computed(ctx):
-        previous = previous_order(ctx, order)
+        facts = ctx.facts.order(order)
+        previous = facts.previous
         if previous is None:
             continue
-        before = dose_of(ctx, previous)
-        row = band_for(ctx, order).row
-        params = _common(ctx, order, dose) | {
+        before = ctx.facts.order(previous).dose
+        row = facts.band.row
+        params = _common(ctx, "titration-step", order, dose) | {
             "previous": previous.name,
             "previous_reference": previous.reference,
             "step": fmt_mg(row.titration_step_mg),
@@ -188,7 +215,8 @@ def titration_step(ctx: RuleContext) -> list[Finding]:
         if not before.ok or before.mg_per_day is None:
             # The step cannot be judged: say so on the card rather than only in the explain output.
             ctx.note("titration-step", f"{previous.reference}: current dose unknown ({before.reason})")
-            params["why"] = before.reason_text or "its dose could not be read"
+            words = ctx.knowledge.topic("titration-step")
+            params["why"] = before.reason_text or words.say("previous-dose-unreadable")
             findings.append(Finding("titration-step", params, order=order, variant="previous-dose-unknown"))
             continue
         rise = (dose.mg_per_day or 0) - before.mg_per_day

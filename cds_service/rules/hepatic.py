@@ -5,38 +5,44 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.record import coded, concept_text, current_condition
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.record import coded, concept_text
+from cds_service.rules import lowest_start
+from cds_service.rules.base import Finding, RuleContext, rule
 from cds_service.rules.lowest_start import lowest_start_advice
 
 TOPIC = "hepatic-impairment"
 
 
-def liver_conditions(ctx: RuleContext) -> list[Mapping[str, Any]]:
-    def compute() -> list[Mapping[str, Any]]:
-        if "conditions" in ctx.record.unavailable:
-            return []
-        liver = ctx.knowledge.valueset("liver-conditions")
-        return ctx.record.cited(c for c in ctx.record.conditions_in(liver) if current_condition(c))
-
-    return ctx.memo("liver", compute)
-
-
+@rule(
+    TOPIC,
+    check="hepatic impairment",
+    reads=("conditions",),
+    valuesets=("liver-conditions",),
+    tables=("dose-caps",),
+    sentences=(*lowest_start.SENTENCES, "condition", "status-not-recorded"),
+    suggestions=lowest_start.SUGGESTIONS,
+)
 def hepatic_impairment(ctx: RuleContext) -> list[Finding]:
-    orders = ctx.amifampridine_orders()
+    orders = ctx.facts.amifampridine_orders
     if not orders:
         return []
-    conditions = liver_conditions(ctx)
+    conditions: list[Mapping[str, Any]] = ctx.facts.liver_conditions
     if not conditions:
         ctx.note(TOPIC, "no current liver condition from the list")
         return []
+    words = ctx.knowledge.topic(TOPIC)
     listed = "; ".join(
-        f"{concept_text(c)} ({coded(c, 'clinicalStatus') or 'status not recorded'})" for c in conditions
+        words.say(
+            "condition",
+            name=concept_text(c),
+            status=coded(c, "clinicalStatus") or words.say("status-not-recorded"),
+        )
+        for c in conditions
     )
     ctx.note(TOPIC, "liver condition: " + ", ".join(f"Condition/{c.get('id')}" for c in conditions))
     findings = []
     for order in orders:
-        advice = lowest_start_advice(ctx, order, "hepatic impairment")
+        advice = lowest_start_advice(ctx, order, TOPIC)
         findings.append(
             Finding(
                 topic=TOPIC,

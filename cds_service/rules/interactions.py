@@ -15,37 +15,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cds_service.knowledge.classify import (
-    AMIFAMPRIDINE,
     CHOLINERGIC,
     OTHER_AMINOPYRIDINE,
     SEIZURE_THRESHOLD,
     matched_name,
 )
+from cds_service.knowledge.loader import TopicDefinition
 from cds_service.record import Order, parse_date
-from cds_service.rules.base import Finding, RuleContext, Suggestion
+from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
 from cds_service.rules.suggest import delete_suggestion
 
 SEIZURE_TOPIC = "seizure-threshold-drug"
 CHOLINERGIC_TOPIC = "cholinergic-drug"
 DUPLICATE_TOPIC = "aminopyridine-duplicate"
+# What every interaction topic declares it uses (cards/topics/<topic>.yaml).
+_SENTENCES = ("status-drafted", "status-active-since", "status-active", "forward", "reverse")
 
 
-def _status(order: Order) -> str:
+def _status(words: TopicDefinition, order: Order) -> str:
     if order.draft:
-        return "drafted in this order session"
+        return words.say("status-drafted")
     since = parse_date(order.resource.get("authoredOn"))
-    return f"active prescription since {since.isoformat()}" if since else "active prescription"
-
-
-def _amifampridine_present(ctx: RuleContext) -> list[Order]:
-    """Every amifampridine order of the patient: current, and drafted in this session."""
-    return [*ctx.current_amifampridine(), *(d for d in ctx.drafts if d.is_(AMIFAMPRIDINE))]
+    return words.say("status-active-since", since=since.isoformat()) if since else words.say("status-active")
 
 
 def _pairs(ctx: RuleContext, drug_class: str) -> Iterable[tuple[Order, Order, Order]]:
     """(amifampridine order, co-drug order, the order in question the card is about), once per co-drug."""
     in_question = {id(o) for o in ctx.orders}
-    amifampridine = _amifampridine_present(ctx)
+    amifampridine = ctx.facts.concurrent_amifampridine
     asked = [a for a in amifampridine if id(a) in in_question]
     co_drugs = [o for o in [*ctx.record.current_orders, *ctx.drafts] if o.is_(drug_class)]
     for co_drug in co_drugs:
@@ -58,48 +55,120 @@ def _pairs(ctx: RuleContext, drug_class: str) -> Iterable[tuple[Order, Order, Or
 def _finding(
     ctx: RuleContext, topic: str, drug_class: str, amif: Order, co_drug: Order, about: Order
 ) -> Finding:
+    words = ctx.knowledge.topic(topic)
     ingredient = matched_name(co_drug.facts, ctx.knowledge, drug_class) or co_drug.name
-    reverse = about is co_drug
     suggestions: tuple[Suggestion, ...] = ()
     if co_drug.draft:
-        suggestions = (delete_suggestion(co_drug, f"Do not order {ingredient}"),)
+        suggestions = (delete_suggestion(co_drug, words.label("delete", ingredient=ingredient)),)
     ctx.note(topic, f"{amif.reference} with {co_drug.reference} ({ingredient}); card on {about.reference}")
-    return Finding(
-        topic=topic,
-        params={
-            "drug": amif.name,
-            "drug_status": _status(amif),
-            "other": co_drug.name,
-            "ingredient": ingredient,
-            "other_status": _status(co_drug),
-            "direction": (
-                f"This order for {co_drug.name} is for a patient with amifampridine ({_status(amif)})."
-                if reverse
-                else f"This order for {amif.name} meets {co_drug.name} ({_status(co_drug)})."
-            ),
-        },
-        order=about,
-        suggestions=suggestions,
-    )
+    params = {
+        "drug": amif.name,
+        "drug_status": _status(words, amif),
+        "other": co_drug.name,
+        "ingredient": ingredient,
+        "other_status": _status(words, co_drug),
+    }
+    params["direction"] = words.say("reverse" if about is co_drug else "forward", **params)
+    return Finding(topic=topic, params=params, order=about, suggestions=suggestions)
 
 
 def _class_rule(ctx: RuleContext, topic: str, drug_class: str) -> list[Finding]:
     return [_finding(ctx, topic, drug_class, a, c, about) for a, c, about in _pairs(ctx, drug_class)]
 
 
+@rule(
+    SEIZURE_TOPIC,
+    check="co-medication that lowers the seizure threshold",
+    reads=("medications",),
+    valuesets=("seizure-threshold-lowering-drugs",),
+    sentences=_SENTENCES,
+    suggestions=("delete",),
+)
 def seizure_threshold_drug(ctx: RuleContext) -> list[Finding]:
     return _class_rule(ctx, SEIZURE_TOPIC, SEIZURE_THRESHOLD)
 
 
+@rule(
+    CHOLINERGIC_TOPIC,
+    check="cholinergic co-medication",
+    reads=("medications",),
+    valuesets=("cholinergic-drugs",),
+    sentences=_SENTENCES,
+    suggestions=("delete",),
+)
 def cholinergic_drug(ctx: RuleContext) -> list[Finding]:
     return _class_rule(ctx, CHOLINERGIC_TOPIC, CHOLINERGIC)
 
 
+# The checks an unknown co-medication defeats, in the words of the data-unavailable card.
+_UNIDENTIFIED_CHECKS = (
+    "co-medication that lowers the seizure threshold, cholinergic co-medication, "
+    "duplicate aminopyridine therapy"
+)
+
+
+def _unidentified_reason(ctx: RuleContext, order: Order) -> str:
+    reference = order.facts.unresolved or ""
+    reason = ctx.record.unresolved_medications.get(reference, "is not in the request")
+    return f"{reference} {reason}"
+
+
+# An order whose medicationReference names a Medication that was neither in the request nor fetched,
+# and that names or codes no drug otherwise, could be any of the co-drugs above: the interaction checks
+# could not judge it. The same pairing decides when it matters; the finding is a data-unavailable card.
+@rule(
+    "data-unavailable",
+    name="unidentified-medication",
+    check="identity of a co-medication",
+    sentences=("unidentified-what", "unidentified-why"),
+)
+def unidentified_medication(ctx: RuleContext) -> list[Finding]:
+    in_question = {id(order) for order in ctx.orders}
+    amifampridine = ctx.facts.concurrent_amifampridine
+    if not amifampridine:
+        return []
+    asked = [order for order in amifampridine if id(order) in in_question]
+    unknown = [
+        order
+        for order in [*ctx.record.current_orders, *ctx.drafts]
+        if order.facts.unidentified and not order.classes and (asked or id(order) in in_question)
+    ]
+    if not unknown:
+        return []
+    words = ctx.knowledge.topic("data-unavailable")
+    about = asked[0] if asked else next(o for o in unknown if id(o) in in_question)
+    for order in unknown:
+        reason = _unidentified_reason(ctx, order)
+        ctx.note("unidentified-medication", f"{order.reference}: drug not identified ({reason})")
+    reasons = "; ".join(_unidentified_reason(ctx, o) for o in unknown)
+    return [
+        Finding(
+            topic="data-unavailable",
+            params={
+                "what": "; ".join(words.say("unidentified-what", reference=o.reference) for o in unknown),
+                "why": words.say("unidentified-why", reasons=reasons),
+                "checks": _UNIDENTIFIED_CHECKS,
+                "drug": about.name,
+            },
+            order=about,
+        )
+    ]
+
+
+@rule(
+    DUPLICATE_TOPIC,
+    check="duplicate aminopyridine therapy",
+    reads=("medications",),
+    valuesets=("amifampridine", "other-aminopyridines"),
+    sentences=(*_SENTENCES, "drafted-together", "second-order"),
+    suggestions=("delete", "keep-one"),
+)
 def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
     findings = _class_rule(ctx, DUPLICATE_TOPIC, OTHER_AMINOPYRIDINE)
-    drafts = [d for d in ctx.drafts if d.is_(AMIFAMPRIDINE)]
+    drafts = ctx.facts.drafted_amifampridine
     asked = [d for d in drafts if any(d is o for o in ctx.orders)]
     if len(drafts) >= 2 and asked:
+        words = ctx.knowledge.topic(DUPLICATE_TOPIC)
         about = asked[0]
         others = [d for d in drafts if d is not about]
         ctx.note(DUPLICATE_TOPIC, f"{len(drafts)} amifampridine drafts in one order session")
@@ -108,16 +177,15 @@ def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
                 topic=DUPLICATE_TOPIC,
                 params={
                     "drug": about.name,
-                    "drug_status": _status(about),
+                    "drug_status": _status(words, about),
                     "other": "; ".join(o.name for o in others),
-                    "ingredient": "a second amifampridine order",
-                    "other_status": _status(others[0]),
-                    "direction": f"{len(drafts)} amifampridine orders are drafted together.",
+                    "ingredient": words.say("second-order"),
+                    "other_status": _status(words, others[0]),
+                    "direction": words.say("drafted-together", count=len(drafts)),
                 },
                 order=about,
                 suggestions=tuple(
-                    delete_suggestion(o, f"Keep one amifampridine order: remove {o.reference}")
-                    for o in others
+                    delete_suggestion(o, words.label("keep-one", reference=o.reference)) for o in others
                 ),
             )
         )

@@ -1,222 +1,67 @@
 """Renal impairment (label §2.2, §8.6).
 
-Creatinine clearance comes from the newest usable renal result: a measured clearance (LOINC 2164-2,
-in mL/min, mL/s or mL/min/1.73 m2), Cockcroft-Gault on a serum creatinine (2160-0) with age, weight
-and sex, or an eGFR named as a stand-in (the label speaks of CLcr, not eGFR). Among results of the same
-day that order is the preference; an older result never outranks a newer one. Kidney conditions count
-too. CLcr 15-90 mL/min or a kidney condition: warning, lowest initial dose on a new start. CLcr below
-15, ESRD or dialysis: critical, because the label makes no dose recommendation.
+CLcr 15-90 mL/min or a kidney condition: warning, lowest initial dose on a new start. CLcr below 15,
+ESRD or dialysis: critical, because the label makes no dose recommendation. How the renal status is
+read (measured clearance, Cockcroft-Gault, eGFR; kidney conditions) is in ``cds_service.facts.renal``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
-from typing import Any
-
-from cds_service.record import concept_text, current_condition, effective_date
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.facts import ESRD, IMPAIRED
+from cds_service.rules import lowest_start
+from cds_service.rules.base import Finding, RuleContext, rule
 from cds_service.rules.lowest_start import StartAdvice, lowest_start_advice
-from cds_service.rules.patient import dose_of, fmt_mg, latest_weight, order_date, table
 
 TOPIC = "renal-impairment"
-LOINC = "http://loinc.org"
-CLEARANCE = "2164-2"
-# Creatinine in serum/plasma (2160-0) or in blood (38483-4, what Synthea and some labs send): the same
-# measurement for Cockcroft-Gault.
-SERUM_CREATININE = frozenset({"2160-0", "38483-4"})
-_UMOL_PER_MG_DL = 88.4
-ESRD = "esrd"
-IMPAIRED = "impaired"
-NORMAL = "normal"
 
 
-@dataclass(frozen=True)
-class RenalStatus:
-    level: str | None  # esrd | impaired | normal | None (nothing to judge on)
-    crcl: float | None  # mL/min (or mL/min/1.73 m2 when an eGFR stands in)
-    how: str  # how the figure was obtained, in words, with dates
-    conditions: tuple[str, ...]
-    end_stage_conditions: tuple[str, ...]
-
-
-def _value(observation: Mapping[str, Any]) -> tuple[float, str] | None:
-    quantity = observation.get("valueQuantity")
-    if not isinstance(quantity, Mapping):
-        return None
-    value = quantity.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
-    return float(value), str(quantity.get("code") or quantity.get("unit") or "").strip()
-
-
-def _is(observation: Mapping[str, Any], code: str | frozenset[str]) -> bool:
-    codes = {code} if isinstance(code, str) else code
-    return any(
-        c.get("system") == LOINC and c.get("code") in codes
-        for c in (observation.get("code") or {}).get("coding") or []
-    )
-
-
-def _when(observation: Mapping[str, Any]) -> str:
-    day = effective_date(observation)
-    return f"on {day.isoformat()}" if day else "date not recorded"
-
-
-def _creatinine_mg_dl(value: float, unit: str) -> float | None:
-    unit = unit.lower().replace("µ", "u").replace("μ", "u")
-    if unit in {"mg/dl", "mg/100ml"}:
-        return value
-    if unit in {"umol/l", "umol/liter"}:
-        return value / _UMOL_PER_MG_DL
-    return None
-
-
-def _cockcroft_gault(ctx: RuleContext, observation: Mapping[str, Any], on: Any) -> tuple[float, str] | None:
-    reading = _value(observation)
-    if reading is None:
-        return None
-    scr = _creatinine_mg_dl(*reading)
-    age = ctx.record.age_on(on)
-    weight = latest_weight(ctx)
-    if scr is None or age is None or weight is None or age < 18:
-        note = (
-            "serum creatinine present, but Cockcroft-Gault needs an adult's age and weight "
-            "and a mg/dL or umol/L unit"
-        )
-        if (TOPIC, note) not in ctx.notes:  # several creatinines may be tried: say it once
-            ctx.note(TOPIC, note)
-        return None
-    sex = ctx.record.gender()
-    crcl = (140 - age) * weight.kg / (72 * scr)
-    if sex != "male":
-        # Female, or sex not recorded: the 0.85 factor gives the lower (safer) estimate.
-        crcl *= 0.85
-    sex_words = sex if sex in {"male", "female"} else "sex not recorded, female factor used"
-    how = (
-        f"estimated by Cockcroft-Gault: (140 − {age} years) × {weight.describe()} "
-        f"/ (72 × serum creatinine {scr:.2f} mg/dL {_when(observation)})"
-        f"{' × 0.85' if sex != 'male' else ''} ({sex_words})"
-    )
-    return crcl, how
-
-
-def _clearance_unit(text: str) -> str:
-    """A clearance unit as a lookup key: "mL/min/{1.73_m2}" and "ml/min/1.73 m²" both give "ml/min/1.73m2"."""
-    key = text.strip().lower().replace("²", "2")
-    for drop in (" ", "{", "}", "_", "^"):
-        key = key.replace(drop, "")
-    return key
-
-
-# Measured clearance units read as mL/min: the factor, and whether the figure is per 1.73 m2.
-_CLEARANCE_UNITS = {"ml/min": (1.0, False), "ml/s": (60.0, False), "ml/min/1.73m2": (1.0, True)}
-
-
-def _clearance(ctx: RuleContext, observation: Mapping[str, Any]) -> tuple[float, str] | None:
-    """A measured creatinine clearance in mL/min with how it was obtained, or None when it has no
-    value or a unit that cannot be read as mL/min (then a note says why)."""
-    reading = _value(observation)
-    if reading is None:
-        return None
-    value = reading[0]
-    quantity = observation["valueQuantity"]
-    recorded = [str(quantity.get(key) or "").strip() for key in ("code", "unit")]
-    recorded = [text for text in recorded if text]
-    known = next((text for text in recorded if _clearance_unit(text) in _CLEARANCE_UNITS), None)
-    how = f"measured creatinine clearance (LOINC {CLEARANCE}) {_when(observation)}"
-    if known is None:
-        unit = f"unit {recorded[0]!r}" if recorded else "no unit"
-        ctx.note(
-            TOPIC,
-            f"{how} not used: {unit}, and only mL/min, mL/s or mL/min/1.73m2 can be read as mL/min",
-        )
-        return None
-    factor, per_area = _CLEARANCE_UNITS[_clearance_unit(known)]
-    if factor != 1.0:
-        how += f" (recorded as {fmt_mg(value)} {known})"
-    elif per_area:
-        how += f" (recorded as {fmt_mg(value)} {known}, per 1.73 m² body surface, read as mL/min)"
-    return value * factor, how
-
-
-def _measured(ctx: RuleContext, on: Any) -> tuple[float, str] | None:
-    """The newest usable renal result; on the same day a measured clearance comes first, then
-    Cockcroft-Gault from serum creatinine, then an eGFR."""
-    matcher = ctx.knowledge.valueset("renal-function-observations")
-    by_day: dict[date | None, list[Mapping[str, Any]]] = {}
-    for observation in ctx.record.observations_in(matcher):  # newest first, undated last
-        by_day.setdefault(effective_date(observation), []).append(observation)
-    for same_day in by_day.values():
-        for observation in same_day:
-            if _is(observation, CLEARANCE) and (measured := _clearance(ctx, observation)):
-                return measured
-        for observation in same_day:
-            if _is(observation, SERUM_CREATININE) and (estimate := _cockcroft_gault(ctx, observation, on)):
-                return estimate
-        for observation in same_day:
-            if not (_is(observation, CLEARANCE) or _is(observation, SERUM_CREATININE)) and (
-                reading := _value(observation)
-            ):
-                name = concept_text(observation)
-                return reading[0], (
-                    f"eGFR used as a stand-in for creatinine clearance: {name} "
-                    f"{fmt_mg(reading[0])} {reading[1] or 'mL/min/1.73m2'} {_when(observation)} "
-                    "(the label's thresholds are for Cockcroft-Gault creatinine clearance)"
-                )
-    return None
-
-
-def renal_status(ctx: RuleContext, on: Any) -> RenalStatus:
-    def compute() -> RenalStatus:
-        limits = table(ctx)
-        kidney = ctx.knowledge.valueset("kidney-conditions")
-        end_stage = ctx.knowledge.valueset("end-stage-renal-disease")
-        end_stage_coded = {id(c) for c in ctx.record.conditions_in(end_stage)}
-        kidney_coded = {id(c) for c in ctx.record.conditions_in(kidney)} | end_stage_coded
-        kidney_conditions = ctx.record.cited(
-            c for c in ctx.record.conditions if id(c) in kidney_coded and current_condition(c)
-        )
-        esrd_conditions = [c for c in kidney_conditions if id(c) in end_stage_coded]
-        measured = _measured(ctx, on) if "renal" not in ctx.record.unavailable else None
-        crcl, how = (
-            measured if measured else (None, "no creatinine clearance, serum creatinine or eGFR on record")
-        )
-        if esrd_conditions or (crcl is not None and crcl < limits.renal_end_stage_below):
-            level: str | None = ESRD
-        elif kidney_conditions or (crcl is not None and crcl <= limits.renal_impaired_up_to):
-            level = IMPAIRED
-        elif crcl is not None:
-            level = NORMAL
-        else:
-            level = None
-        return RenalStatus(
-            level=level,
-            crcl=crcl,
-            how=how,
-            conditions=tuple(concept_text(c) for c in kidney_conditions),
-            end_stage_conditions=tuple(concept_text(c) for c in esrd_conditions),
-        )
-
-    return ctx.memo(("renal", on), compute)
-
-
+@rule(
+    TOPIC,
+    check="renal impairment",
+    reads=("renal",),
+    valuesets=(
+        "renal-function-observations",
+        "kidney-conditions",
+        "end-stage-renal-disease",
+        "body-weight-observations",
+    ),
+    tables=("dose-caps",),
+    variants=("end-stage",),
+    sentences=(
+        *lowest_start.SENTENCES,
+        "end-stage",
+        "end-stage-ordered",
+        "crcl",
+        "crcl-unknown",
+        "no-conditions",
+    ),
+    suggestions=lowest_start.SUGGESTIONS,
+)
 def renal_impairment(ctx: RuleContext) -> list[Finding]:
     findings = []
-    for order in ctx.amifampridine_orders():
-        status = renal_status(ctx, order_date(ctx, order))
+    facts = ctx.facts
+    words = ctx.knowledge.topic(TOPIC)
+    for order in facts.amifampridine_orders:
+        status = facts.order(order).renal
         ctx.note(TOPIC, f"renal function: {status.level or 'unknown'}; {status.how}")
         if status.level not in {ESRD, IMPAIRED}:
             continue
-        figure = f"{status.crcl:.0f} mL/min" if status.crcl is not None else "not available"
-        conditions = "; ".join(status.conditions) or "none recorded"
+        figure = (
+            words.say("crcl", value=f"{status.crcl:.0f}")
+            if status.crcl is not None
+            else words.say("crcl-unknown")
+        )
+        conditions = "; ".join(status.conditions) or words.say("no-conditions")
         if status.level == ESRD:
-            dose = dose_of(ctx, order)
-            ordered = f" This order asks for {dose.arithmetic}." if dose.ok else ""
-            advice = StartAdvice(f"There is no labelled starting dose to suggest.{ordered}", ())
+            dose = facts.order(order).dose
+            sentence = (
+                words.say("end-stage-ordered", arithmetic=dose.arithmetic)
+                if dose.ok
+                else words.say("end-stage")
+            )
+            advice = StartAdvice(sentence, ())
         else:
-            advice = lowest_start_advice(ctx, order, "renal impairment")
+            advice = lowest_start_advice(ctx, order, TOPIC)
         findings.append(
             Finding(
                 topic=TOPIC,

@@ -5,15 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.knowledge.loader import TopicDefinition
 from cds_service.knowledge.valuesets import CodeMatcher
 from cds_service.record import coded, concept_text, has_code, is_refuted
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "seizure-history"
 
 
+@rule(
+    TOPIC,
+    check="history of seizures",
+    reads=("conditions",),
+    valuesets=("seizure-disorders", "febrile-seizures"),
+    variants=("febrile",),
+    sentences=("condition", "status-since", "status-not-recorded"),
+)
 def seizure_history(ctx: RuleContext) -> list[Finding]:
-    orders = ctx.amifampridine_orders()
+    orders = ctx.facts.amifampridine_orders
     if not orders:
         return []
     seizures = ctx.knowledge.valueset("seizure-disorders")
@@ -32,7 +41,11 @@ def seizure_history(ctx: RuleContext) -> list[Finding]:
     only_febrile = all(_febrile(ctx, c, seizures, febrile) for c in history)
     cited = ", ".join(f"Condition/{c.get('id')}" for c in history)
     ctx.note(TOPIC, f"seizure history: {cited}")
-    listed = "; ".join(f"{name} ({_status(c)})" for name, c in zip(names, history, strict=True))
+    words = ctx.knowledge.topic(TOPIC)
+    listed = "; ".join(
+        words.say("condition", name=name, status=_status(words, c))
+        for name, c in zip(names, history, strict=True)
+    )
     return [
         Finding(
             topic=TOPIC,
@@ -55,7 +68,7 @@ def _febrile(
     return any(c is condition for c in ctx.record.conditions_in(febrile))
 
 
-def _status(condition: Mapping[str, Any]) -> str:
-    status = coded(condition, "clinicalStatus") or "status not recorded"
+def _status(words: TopicDefinition, condition: Mapping[str, Any]) -> str:
+    status = coded(condition, "clinicalStatus") or words.say("status-not-recorded")
     onset = condition.get("onsetDateTime") or condition.get("recordedDate")
-    return f"{status}, since {str(onset)[:10]}" if isinstance(onset, str) else status
+    return words.say("status-since", status=status, onset=onset[:10]) if isinstance(onset, str) else status

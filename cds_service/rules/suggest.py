@@ -14,10 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.facts import fmt_mg
+from cds_service.knowledge.dose_table import Regimen
 from cds_service.record import Order
 from cds_service.rules.base import Action, RuleContext, Suggestion
-from cds_service.rules.dose_table import Regimen
-from cds_service.rules.patient import fmt_mg
 
 UCUM = "http://unitsofmeasure.org"
 _TIMES = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
@@ -71,7 +71,8 @@ def _dosage(regimen: Regimen, original: Mapping[str, Any] | None, stu3: bool) ->
 
 def updated_order(ctx: RuleContext, order: Order, regimen: Regimen) -> dict[str, Any]:
     """A copy of the draft order with one coded dosage instruction for ``regimen``."""
-    resource: dict[str, Any] = copy.deepcopy(dict(order.resource))
+    # A shallow copy: only top-level elements are replaced or added below, and the draft is never changed.
+    resource: dict[str, Any] = dict(order.resource)
     original = (resource.get("dosageInstruction") or [None])[0]
     # STU3 and DSTU2 put doseQuantity on the dosage itself; R4 nests it in doseAndRate.
     stu3 = resource.get("resourceType") == "MedicationOrder" or (

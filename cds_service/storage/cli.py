@@ -19,15 +19,34 @@ if TYPE_CHECKING:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    report = subparsers.add_parser("report", help="card acceptance and override analytics")
+    report = subparsers.add_parser(
+        "report",
+        help="card acceptance and override analytics",
+        description="Per card topic: cards shown, accepted, overridden, the override rate and the top "
+        "override reasons, from the audit database (CDS_DATABASE_URL, else the SQLite file under "
+        "CDS_DATA_DIR). Reads only: it never creates or migrates a database.",
+    )
     report.add_argument("--since", type=_since, help="only cards issued on or after this date (ISO 8601)")
-    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (needs the 'tools' extra), json or csv (default table)",
+    )
     report.set_defaults(func=_database_command(_report))
 
-    db = subparsers.add_parser("db", help="database maintenance")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="create or upgrade the schema to the latest version")
+    db = subparsers.add_parser(
+        "db", help="database maintenance", description="Database schema: show it (current) or migrate it."
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="create or upgrade the schema to the latest version (needs DDL rights)"
+    )
     upgrade.set_defaults(func=_database_command(_db_upgrade))
+    current = db_commands.add_parser(
+        "current", help="print the schema revision of the database and the newest one this version ships"
+    )
+    current.set_defaults(func=_database_command(_db_current))
 
     from cds_service.cli import KEYS_HELP, command_group
 
@@ -37,9 +56,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     rotate.set_defaults(func=_rotate_patient_key)
 
-    purge = subparsers.add_parser("purge", help="delete audit records older than the retention period")
+    purge = subparsers.add_parser(
+        "purge",
+        help="delete audit records older than the retention period",
+        description="Delete cards and feedback older than --days (default CDS_AUDIT_RETENTION_DAYS). "
+        "With --dry-run, count them and delete nothing.",
+    )
     purge.add_argument("--days", type=_days, help="retention in days (default CDS_AUDIT_RETENTION_DAYS, 400)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
     purge.set_defaults(func=_database_command(_purge))
+
+
+class MissingDatabase(Exception):
+    """A command that reads the audit trail was pointed at an SQLite file that does not exist."""
 
 
 def _database_command(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -50,6 +79,9 @@ def _database_command(command: Callable[[argparse.Namespace], int]) -> Callable[
 
         try:
             return command(args)
+        except MissingDatabase as exc:
+            print(f"cds-service: {exc}", file=sys.stderr)
+            return 1
         except SQLAlchemyError as exc:
             # The exception text may hold the URL with its password: name the type only.
             print(
@@ -61,15 +93,13 @@ def _database_command(command: Callable[[argparse.Namespace], int]) -> Callable[
 
 
 def _report(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from cds_service.knowledge.loader import load_knowledge
     from cds_service.storage.formats import to_csv, to_json, to_table
     from cds_service.storage.report import ReasonDisplays
 
     settings = Settings.from_env()
     displays = ReasonDisplays.of(load_knowledge(settings.cards_dir, settings.site_knowledge_dir))
-    store = _open_store()
+    store = _open_store(read_only=True)
     try:
         report = store.report(since=args.since, reason_displays=displays)
     finally:
@@ -79,8 +109,29 @@ def _report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(to_csv(report))
     else:
+        from rich.console import Console
+
         # Piped or redirected output would wrap at 80 columns; a wide table is easier to read in a file.
         to_table(report, Console() if sys.stdout.isatty() else Console(width=200))
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from cds_service.storage import migrate
+    from cds_service.storage.config import StorageConfig
+    from cds_service.storage.engine import make_engine
+
+    config = StorageConfig.from_settings(Settings.from_env())
+    _require_existing_sqlite(config.database_url)
+    engine = make_engine(config.database_url)
+    try:
+        current = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    state = "up to date" if current == head else "behind: run `cds-service db upgrade`"
+    found = current or "none (empty database)"
+    print(f"database schema at revision {found}; this version ships {head} ({state})")
     return 0
 
 
@@ -136,9 +187,16 @@ def _rotate_patient_key(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    store = _open_store()
+    store = _open_store(read_only=args.dry_run)
     days = args.days or store.config.retention_days
     try:
+        if args.dry_run:
+            cards, feedback = store.count_older_than(older_than_days=days)
+            print(
+                f"would delete {cards + feedback} audit records older than {days} days "
+                f"({cards} cards, {feedback} feedback entries); nothing deleted (--dry-run)"
+            )
+            return 0
         deleted = store.purge(older_than_days=days)
     finally:
         store.close(timeout=1.0)
@@ -146,11 +204,32 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store() -> AuditStore:
+def _open_store(*, read_only: bool = False) -> AuditStore:
+    """The audit store as configured. A reading command never creates a database: run from another
+    directory, the default ./data/cds.sqlite3 would otherwise be made empty and reported as 0 cards."""
     from cds_service.storage import build_store
 
+    settings = Settings.from_env()
+    if read_only:
+        from cds_service.storage.config import StorageConfig
+
+        _require_existing_sqlite(StorageConfig.from_settings(settings).database_url)
     # The CLI never migrates implicitly except as configured (CDS_DB_AUTO_UPGRADE), like the service.
-    return build_store(Settings.from_env())
+    return build_store(settings)
+
+
+def _require_existing_sqlite(database_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        from pathlib import Path
+
+        if not Path(url.database).is_file():
+            raise MissingDatabase(
+                f"no audit database at {url.database} (set CDS_DATA_DIR or CDS_DATABASE_URL to the "
+                "service's database; this command does not create one)"
+            )
 
 
 def _since(raw: str) -> datetime:

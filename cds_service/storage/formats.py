@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich is in the 'tools' extra: only the table format needs it
+    from rich.console import Console
 
 COLUMNS = (
     ("topic", "Topic"),
@@ -37,6 +37,8 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def to_table(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
     since = report["since"] or "the first record"
     table = Table(title=f"Card feedback since {since} (rules {report['ruleVersion']})")
     for key, title in COLUMNS:

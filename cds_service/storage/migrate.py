@@ -30,6 +30,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(conn), revision)
 
 
+def head_revision() -> str | None:
+    """The newest revision this version ships (what ``upgrade`` migrates to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         from alembic.runtime.migration import MigrationContext

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Connection, DateTime, Engine, delete, select, text
+from sqlalchemy import Connection, DateTime, Engine, delete, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from cds_service.config import ConfigError
@@ -258,6 +258,18 @@ class AuditStore:
             scope=scope,
             reason_displays=reason_displays,
         )
+
+    def count_older_than(self, *, older_than_days: int) -> tuple[int, int]:
+        """(cards, feedback entries) that ``purge`` would delete; reads only, never migrates."""
+        cutoff = utcnow() - timedelta(days=older_than_days)
+        with self.engine.connect() as conn:
+            cards = conn.execute(
+                select(func.count()).select_from(IssuedCard).where(IssuedCard.issued_at < cutoff)
+            ).scalar_one()
+            feedback = conn.execute(
+                select(func.count()).select_from(Feedback).where(Feedback.received_at < cutoff)
+            ).scalar_one()
+        return int(cards), int(feedback)
 
     def purge(self, *, older_than_days: int) -> int:
         """Delete cards and feedback older than the given number of days; returns rows deleted."""

@@ -99,6 +99,14 @@ def test_simulate_shows_the_cards_of_a_patient_on_the_fhir_server(
         assert "seizure-history (reads conditions): fired: seizure-history" in out
         assert "Condition/" in out
         assert "prefetch resources: none sent" in out
+        # Nothing was prefetched: the service read the data from the FHIR server, and the explanation says so.
+        assert "conditions (from FHIR server):" in out
+        assert "(from prefetch)" not in out
+        assert "WARNING" not in out
+
+        assert main(simulate_args(fhir_server, seizure_patient, url, "--explain")) == 0
+        out = capsys.readouterr().out
+        assert "conditions (from prefetch):" in out and "(from FHIR server)" not in out
 
 
 @pytest.mark.integration
@@ -175,3 +183,87 @@ def test_rsa_keys_sign_rs384_and_other_keys_are_refused(tmp_path: Path) -> None:
     (tmp_path / "broken.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(KeyFileError, match="not an unencrypted PEM private key"):
         load_signing_key(tmp_path / "broken.pem")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])
+def test_a_patient_the_fhir_server_does_not_know_is_said_plainly(
+    prefetch: list[str],
+    seizure_patient: dict[str, Any],
+    fhir_server: FhirServer,
+    make_service: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mistyped = {**seizure_patient, "id": seizure_patient["id"] + "-typo"}
+    with serving(make_service()) as url:
+        assert main(simulate_args(fhir_server, mistyped, url, *prefetch)) == 0
+        out = capsys.readouterr().out
+        assert f"WARNING: the FHIR server has no Patient/{mistyped['id']} (HTTP 404" in out
+        assert "check --patient" in out
+
+        assert main(simulate_args(fhir_server, mistyped, url, "--json", *prefetch)) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert len(answer["warnings"]) == 1 and f"Patient/{mistyped['id']}" in answer["warnings"][0]
+        assert "cards" in answer
+
+        # The right patient: no warning field at all.
+        assert main(simulate_args(fhir_server, seizure_patient, url, "--json", *prefetch)) == 0
+        assert "warnings" not in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.integration
+def test_the_fhir_token_comes_from_a_file_or_the_environment(
+    seizure_patient: dict[str, Any],
+    fhir_server: FhirServer,
+    make_service: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token_file = tmp_path / "fhir-token"
+    token_file.write_text("token-from-file\n")
+    saved = tmp_path / "sent.json"
+    with serving(make_service()) as url:
+        base = simulate_args(fhir_server, seizure_patient, url, "--json", "--save-request", str(saved))
+        assert main([*base, "--fhir-token-file", str(token_file)]) == 0
+        capsys.readouterr()
+        # Passed on to the service as fhirAuthorization; the saved request masks the token itself.
+        assert json.loads(saved.read_text())["fhirAuthorization"]["access_token"] == "***"
+
+        monkeypatch.setenv("CDS_FHIR_TOKEN", "token-from-env")
+        assert main(base) == 0
+        capsys.readouterr()
+        assert "fhirAuthorization" in json.loads(saved.read_text())
+
+        monkeypatch.delenv("CDS_FHIR_TOKEN")
+        assert main(base) == 0
+        capsys.readouterr()
+        assert "fhirAuthorization" not in json.loads(saved.read_text())
+
+
+def token_of(*argv: str, env: dict[str, str] | None = None) -> str | None:
+    from cds_service.cli import build_parser
+    from cds_service.integration.cli import fhir_token
+
+    args = build_parser().parse_args(
+        ["simulate", "--fhir-server", "http://f", "--patient", "p", "--order", "o.json", *argv]
+    )
+    return fhir_token(args, env or {})
+
+
+def test_fhir_token_precedence_file_or_flag_then_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("  from-file \n")
+    env = {"CDS_FHIR_TOKEN": "from-env"}
+    assert token_of("--fhir-token-file", str(token_file), env=env) == "from-file"
+    assert token_of("--fhir-token", "from-flag", env=env) == "from-flag"
+    assert token_of(env=env) == "from-env"
+    assert token_of() is None
+    assert token_of(env={"CDS_FHIR_TOKEN": "  "}) is None
+    with pytest.raises(SystemExit):  # argparse: the two flags exclude each other
+        token_of("--fhir-token-file", str(token_file), "--fhir-token", "x")
+    token_file.write_text("")
+    with pytest.raises(ValueError, match="must hold the token on one line"):
+        token_of("--fhir-token-file", str(token_file))
+    with pytest.raises(ValueError, match="cannot read --fhir-token-file"):
+        token_of("--fhir-token-file", str(tmp_path / "missing"))
