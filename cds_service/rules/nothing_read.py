@@ -16,10 +16,10 @@ from cds_service.knowledge.classify import AMIFAMPRIDINE
 from cds_service.rules.base import Finding, RuleContext
 
 CONTRAINDICATION_SECTION = "4"  # the label's section 4, Contraindications
-NOTHING_READ = "nothing-read"
 NOTHING_READ_CONTRAINDICATION = "nothing-read-contraindication"  # critical: a contraindication unchecked
 # Another drug in question (an interacting one): whether the patient takes amifampridine is what is unknown.
 NOTHING_READ_CO_DRUG = "nothing-read-co-drug"
+VARIANTS = (NOTHING_READ_CONTRAINDICATION, NOTHING_READ_CO_DRUG)  # the engine's own, in data-unavailable.yaml
 
 
 def nothing_read(ctx: RuleContext) -> bool:
@@ -39,14 +39,15 @@ def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tu
     contraindications = list(
         dict.fromkeys(check for topic, check in not_run if _section(ctx, topic) == CONTRAINDICATION_SECTION)
     )
-    lead = contraindications or checks[:2]
-    rest = [check for check in checks if check not in lead]
+    if not contraindications:  # a site whose rules leave the contraindications out: the general card
+        return finding
+    rest = [check for check in checks if check not in contraindications]
     return replace(
         finding,
-        variant=NOTHING_READ_CONTRAINDICATION if contraindications else NOTHING_READ,
+        variant=NOTHING_READ_CONTRAINDICATION,
         params={
             **finding.params,
-            "lead": _words(lead),
+            "lead": ", ".join(contraindications),
             "more": f" and {len(rest)} other check{'s' if len(rest) != 1 else ''}" if rest else "",
             "checks": "; ".join(checks),
         },
@@ -56,7 +57,3 @@ def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tu
 def _section(ctx: RuleContext, topic: str) -> str | None:
     definition = ctx.knowledge.topics.get(topic)
     return definition.section if definition is not None else None
-
-
-def _words(items: Sequence[str]) -> str:
-    return ", ".join(items)
