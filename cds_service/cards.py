@@ -75,6 +75,8 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
             "url": label.url,
             "topic": {"system": label.topic_system, "code": topic.topic, "display": topic.display},
         },
+        # The label the card cites, its section named (DailyMed has no documented section anchor).
+        "links": [{"label": f"{label.source_label}{section}", "url": label.url, "type": "absolute"}],
     }
     # A suggestion without an action (the draft had no id to update) is no one-click fix: left out.
     suggestions = [s for s in finding.suggestions if s.actions]
@@ -98,6 +100,13 @@ def render_cards(findings: Iterable[Finding], knowledge: Knowledge) -> list[dict
 
     A topic the site turned off (site.yaml) gives no card; its finding stays in the outcome, so
     ``--explain`` still shows what the rule found."""
+    return [card for _, card in render_findings(findings, knowledge)]
+
+
+def render_findings(
+    findings: Iterable[Finding], knowledge: Knowledge
+) -> list[tuple[Finding, dict[str, Any]]]:
+    """``render_cards`` with the finding of each card beside it (the pipeline keys cards by finding)."""
     off = knowledge.disabled_topics
-    cards = [render_card(finding, knowledge) for finding in findings if finding.topic not in off]
-    return sorted(cards, key=lambda card: _INDICATOR_ORDER[card["indicator"]])
+    pairs = [(finding, render_card(finding, knowledge)) for finding in findings if finding.topic not in off]
+    return sorted(pairs, key=lambda pair: _INDICATOR_ORDER[pair[1]["indicator"]])

@@ -104,6 +104,8 @@ class Settings:
     preview_enabled: bool = False
     feedback_max_entries: int = 100
     feedback_max_comment_chars: int = 1000
+    # 200: a card says which checks did not run when no patient data could be had; 412: the spec's answer.
+    no_data_status: int = 200
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -137,6 +139,7 @@ class Settings:
             preview_enabled=env_flag(env, "CDS_PREVIEW_ENABLED", False),
             feedback_max_entries=env_int(env, "CDS_FEEDBACK_MAX_ENTRIES", 100, minimum=1),
             feedback_max_comment_chars=env_int(env, "CDS_FEEDBACK_MAX_COMMENT_CHARS", 1000, minimum=1),
+            no_data_status=_no_data_status(env),
             env=env,
         )
         if not settings.cards_dir.is_dir():
@@ -148,3 +151,12 @@ class Settings:
     def flag(self, name: str, default: bool) -> bool:
         """Read an on/off variable from the raw environment (for subsystems)."""
         return env_flag(self.env, name, default)
+
+
+def _no_data_status(env: Mapping[str, str]) -> int:
+    raw = (env.get("CDS_NO_DATA_STATUS") or "").strip()
+    if raw in ("", "200"):
+        return 200
+    if raw == "412":
+        return 412
+    raise ConfigError(f"CDS_NO_DATA_STATUS must be 200 or 412, got {raw!r}")

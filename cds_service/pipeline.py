@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.cards import render_cards
+from cds_service.card_keys import CardKeys, card_keys
+from cds_service.cards import render_findings
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.hooks.errors import PreconditionFailed
 from cds_service.hooks.prefetch import ResolvedData
@@ -40,6 +41,7 @@ class Outcome:
     record: PatientRecord | None = None
     data: ResolvedData | None = None
     results: Results | None = None  # what each rule did (None: the rules did not run)
+    keys: dict[str, CardKeys] = field(default_factory=dict)  # by card uuid: its finding and its order
 
 
 def classify_drafts(
@@ -73,7 +75,10 @@ def run(
     *,
     today: date | None = None,
     options: Options | None = None,
+    refuse_without_data: bool = False,
 ) -> Outcome:
+    """Cards for one hook call. ``refuse_without_data``: raise ``PreconditionFailed`` (412) when none of
+    the patient data could be had, instead of answering with a card that says what was not checked."""
     in_question, drafts = classify_drafts(call, knowledge)
     if not any(order.classes for order in in_question) and not _worth_identifying(call, in_question):
         # Not amifampridine and nothing that interacts with it: nothing to check, nothing to fetch.
@@ -86,11 +91,14 @@ def run(
     if set(data.unavailable) >= set(PREFETCH_KEYS):
         if not related:  # only an unidentified draft brought us here, and there is no record to judge
             return Outcome(cards=[], notes=notes, orders=drafts, data=data)
-        missing = sorted(data.unavailable)
-        reasons = "; ".join(sorted(set(data.unavailable.values())))
-        raise PreconditionFailed(
-            f"none of the patient data the checks need could be obtained ({reasons})", missing
-        )
+        if refuse_without_data:  # CDS_NO_DATA_STATUS=412: the spec's answer, for an EHR that shows it
+            missing = sorted(data.unavailable)
+            reasons = "; ".join(sorted(set(data.unavailable.values())))
+            raise PreconditionFailed(
+                f"none of the patient data the checks need could be obtained ({reasons})", missing
+            )
+        # Otherwise the rules run on an empty record: every check that needed it is named in one
+        # data-unavailable card (rules.nothing_read), and what the order alone tells is still checked.
     # Draft orders come from the context; the record's copy of the same order (a re-sign) is dropped.
     record = build_record(data.values, knowledge, unavailable=data.unavailable)
     record.unresolved_medications = dict(data.unresolved)
@@ -121,8 +129,10 @@ def run(
         ctx.note("engine", "no amifampridine in the orders in question or the current medications")
         return Outcome(cards=[], notes=ctx.notes, orders=drafts, record=record, data=data)
     results = evaluate(ctx)
+    rendered = render_findings(results.findings, knowledge)
     return Outcome(
-        cards=render_cards(results.findings, knowledge),
+        cards=[card for _, card in rendered],
+        keys={card["uuid"]: card_keys(card, finding) for finding, card in rendered},
         findings=list(results.findings),
         notes=ctx.notes,
         orders=drafts,

@@ -13,11 +13,16 @@ def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 
 
-def order_sign_with_seizure_history(patient_id: str = "storage-test-patient") -> dict[str, Any]:
-    """A draft amifampridine order for a patient with epilepsy: the service answers a seizure-history card."""
+def order_sign_with_seizure_history(
+    patient_id: str = "storage-test-patient", order_id: str | None = None
+) -> dict[str, Any]:
+    """A draft amifampridine order for a patient with epilepsy: the service answers a seizure-history card.
+
+    Each call is a new order (a new draft id) unless ``order_id`` is given: the report counts a card once
+    per order, so two calls for one order are one card shown."""
     order = {
         "resourceType": "MedicationRequest",
-        "id": "draft-amifampridine",
+        "id": order_id or f"draft-amifampridine-{uuid.uuid4().hex[:8]}",
         "status": "draft",
         "intent": "order",
         "subject": {"reference": f"Patient/{patient_id}"},

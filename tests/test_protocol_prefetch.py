@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,7 @@ from builders import (
     searchset,
     topics,
 )
+from flask import Flask
 from flask.testing import FlaskClient
 
 FHIR = "https://ehr.example.org/fhir"
@@ -172,7 +174,11 @@ def test_next_link_to_another_host_is_not_followed(client: FlaskClient) -> None:
         assert len(mocked.calls) == 0
 
 
-def test_server_down_for_everything_gives_412(client: FlaskClient) -> None:
+def test_server_down_for_everything_gives_412_when_the_site_asks_for_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    # The default is 200 with a card (tests/test_protocol_no_data_card.py); 412 is the spec's answer.
+    client = make_app(CDS_NO_DATA_STATUS="412").test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
         mocked.get(re.compile(rf"{re.escape(FHIR)}/.*"), body=requests.ConnectionError("refused"))
         response = client.post(ORDER_SIGN, json=_with_server(order_sign(amifampridine_order())))
@@ -183,7 +189,10 @@ def test_server_down_for_everything_gives_412(client: FlaskClient) -> None:
     assert TOKEN not in response.get_data(as_text=True)
 
 
-def test_no_prefetch_and_no_fhir_server_gives_412(client: FlaskClient) -> None:
+def test_no_prefetch_and_no_fhir_server_gives_412_when_the_site_asks_for_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app(CDS_NO_DATA_STATUS="412").test_client()
     response = client.post(ORDER_SIGN, json=order_sign(amifampridine_order()))
     assert response.status_code == 412
     assert "no fhirServer" in response.get_json()["issue"][0]["diagnostics"]

@@ -195,6 +195,7 @@ def test_round_trip_counts_and_rates(store: AuditStore) -> None:
         "feedbackReceived": 5,
         "accepted": 2,
         "overridden": 3,
+        "suppressedAtSign": 0,  # cards not repeated at order-sign (issue 17, item 4)
         "overrideRate": 0.6,
     }
     assert report["unknownCardFeedback"] == 0

@@ -57,21 +57,45 @@ def call_service(service_id: str) -> Response:
     def fetch(hook_call: HookCall) -> ResolvedData:
         return resolve(hook_call, rt.templates, rt.fhir_client, authorize_fhir_server)
 
-    outcome = pipeline.run(call, rt.knowledge, fetch, options=rt.options)
-    by_indicator = Counter(card["indicator"] for card in outcome.cards)
+    outcome = pipeline.run(
+        call, rt.knowledge, fetch, options=rt.options, refuse_without_data=settings.no_data_status == 412
+    )
+    audit = get_audit_store()
+    cards, suppressed = _not_repeated_at_signing(service, call, outcome, audit)
+    by_indicator = Counter(card["indicator"] for card in cards)
     g.cds_log["cards"] = dict(by_indicator)
-    for card in outcome.cards:
+    if suppressed:
+        g.cds_log["suppressed"] = len(suppressed)
+    for card in cards:
         metrics.CARDS.labels(topic=card["source"]["topic"]["code"], indicator=card["indicator"]).inc()
     if outcome.cards:
-        get_audit_store().record_response(
+        audit.record_response(
             service_id=service.id,
             hook=service.hook.hook,
             hook_instance=call.hook_instance,
             patient_id=call.patient_id,
-            cards=outcome.cards,
+            cards=cards,
             client=g.get("cds_client"),
+            keys=outcome.keys,
+            suppressed=suppressed,
         )
-    return jsonify({"cards": outcome.cards})
+    return jsonify({"cards": cards})
+
+
+def _not_repeated_at_signing(
+    service: ServiceDefinition, call: HookCall, outcome: pipeline.Outcome, audit: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cards to show, cards suppressed): at order-sign, a card whose finding the clinician accepted or
+    overrode at order-select is not shown again (storage/suppression.py; CDS_SIGN_SUPPRESSION)."""
+    if service.hook.hook != "order-sign" or not outcome.cards:
+        return outcome.cards, []
+    answered = audit.answered_at_select(call.patient_id, outcome.keys)
+    if not answered:
+        return outcome.cards, []
+    return (
+        [card for card in outcome.cards if card["uuid"] not in answered],
+        [card for card in outcome.cards if card["uuid"] in answered],
+    )
 
 
 @blueprint.after_request

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.rules.base import REGISTRY, Finding, RuleContext, RuleSpec, rule
+from cds_service.rules.nothing_read import lead_with_unchecked
 
 # The rule modules, imported in this order: the order rules run in, and so the order of cards of the
 # same indicator and of the checks a data-unavailable card lists.
@@ -74,7 +75,8 @@ def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> Results:
     findings = [finding for result in results for finding in result.findings]
     not_run = [result for result in results if result.status == NOT_RUN]
     if not_run:
-        findings.append(_data_unavailable(ctx, not_run))
+        unchecked = [(result.rule.topics[0], result.rule.check) for result in not_run]
+        findings.append(lead_with_unchecked(ctx, _data_unavailable(ctx, not_run), unchecked))
     return Results(rules=results, findings=tuple(findings))
 
 

@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_service.hooks.errors import CdsError, operation_outcome
-from cds_service.storage.report import ReportScope, parse_since
+from cds_service.storage.report import ReasonDisplays, ReportScope, parse_since
 
 if TYPE_CHECKING:
     from cds_service.security import SecurityState
@@ -43,7 +43,8 @@ def admin_report() -> ResponseReturnValue:
     scope, auth_off = _scope(request.args.get("client"))
     store = current_app.extensions["cds.audit"]
     try:
-        report = store.report(since=since, scope=scope)
+        displays = ReasonDisplays.of(current_app.extensions["cds.runtime"].knowledge)
+        report = store.report(since=since, scope=scope, reason_displays=displays)
     except Exception as exc:
         current_app.logger.error("report query failed (%s)", type(exc).__name__)
         return jsonify(operation_outcome("the audit database is unavailable", status=503)), 503

@@ -93,11 +93,15 @@ def _database_command(command: Callable[[argparse.Namespace], int]) -> Callable[
 
 
 def _report(args: argparse.Namespace) -> int:
+    from cds_service.knowledge.loader import load_knowledge
     from cds_service.storage.formats import to_csv, to_json, to_table
+    from cds_service.storage.report import ReasonDisplays
 
+    settings = Settings.from_env()
+    displays = ReasonDisplays.of(load_knowledge(settings.cards_dir, settings.site_knowledge_dir))
     store = _open_store(read_only=True)
     try:
-        report = store.report(since=args.since)
+        report = store.report(since=args.since, reason_displays=displays)
     finally:
         store.close(timeout=1.0)
     if args.format == "json":

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service.config import ConfigError, Settings, env_flag, env_int
+from cds_service.config import ConfigError, Settings, env_flag, env_int, env_number
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class StorageConfig:
     queue_size: int = 10_000
     spill_dir: Path | None = None  # default <data_dir>/audit-spill
     spill_max_bytes: int = 64 * 1024 * 1024
+    # A card answered at order-select is not shown again at order-sign (same patient, order and finding).
+    sign_suppression: bool = True
+    sign_suppression_hours: float = 12.0
 
     @property
     def key_file(self) -> Path:
@@ -59,6 +62,8 @@ class StorageConfig:
             queue_size=env_int(env, "CDS_AUDIT_QUEUE_SIZE", 10_000, minimum=1),
             spill_dir=_path(env, "CDS_AUDIT_SPILL_DIR"),
             spill_max_bytes=env_int(env, "CDS_AUDIT_SPILL_MAX_BYTES", 64 * 1024 * 1024, minimum=0),
+            sign_suppression=env_flag(env, "CDS_SIGN_SUPPRESSION", True),
+            sign_suppression_hours=env_number(env, "CDS_SIGN_SUPPRESSION_HOURS", 12.0, minimum=0.01),
         )
 
 

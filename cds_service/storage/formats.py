@@ -18,6 +18,7 @@ COLUMNS = (
     ("accepted", "Accepted"),
     ("overridden", "Overridden"),
     ("overrideRate", "Override rate"),
+    ("suppressedAtSign", "Not repeated at sign"),
     ("topOverrideReasons", "Top override reasons"),
 )
 
@@ -51,6 +52,7 @@ def to_table(report: dict[str, Any], console: Console) -> None:
         "",
         *[_cell(k, totals[k]) for k in ("cardsShown", "feedbackReceived", "accepted", "overridden")],
         _cell("overrideRate", totals["overrideRate"]),
+        _cell("suppressedAtSign", totals["suppressedAtSign"]),
         "",
         style="bold",
     )

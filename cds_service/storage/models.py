@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -37,6 +37,22 @@ class IssuedCard(Base):
     patient_hash: Mapped[str | None] = mapped_column(String(64))
     client_iss: Mapped[str | None] = mapped_column(String(512))
     client_tenant: Mapped[str | None] = mapped_column(String(256))
+    # Keyed hashes (migration 0003): the finding (topic, order, dose, words) and the order the card was
+    # about. ``suppressed``: not shown at order-sign, the clinician had answered it at order-select.
+    finding_key: Mapped[str | None] = mapped_column(String(64))
+    order_key: Mapped[str | None] = mapped_column(String(64))
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class CardSuppression(Base):
+    """A finding answered (accepted or overridden) at order-select: not shown again at order-sign until
+    ``expires_at`` (``storage/suppression.py``). ``finding_key`` is keyed with the patient-id key."""
+
+    __tablename__ = "card_suppression"
+
+    finding_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class Feedback(Base):

@@ -7,10 +7,10 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, DateTime, Engine, delete, func, select, text
 from sqlalchemy.exc import OperationalError
@@ -23,14 +23,18 @@ from cds_service.metrics import (
     AUDIT_WRITE_FAILURES,
     FEEDBACK_REFUSED,
 )
-from cds_service.storage import migrate, spill
+from cds_service.storage import migrate, spill, suppression
 from cds_service.storage.config import StorageConfig
 from cds_service.storage.dialect import insert_ignore
 from cds_service.storage.engine import make_engine, private_directory
 from cds_service.storage.identity import existing_key, local_key, move_legacy_salt, patient_hash
-from cds_service.storage.models import Feedback, IssuedCard, StoreMeta
-from cds_service.storage.report import ReportScope, build_report
+from cds_service.storage.models import CardSuppression, Feedback, IssuedCard, StoreMeta
+from cds_service.storage.report import ReasonDisplays, ReportScope, build_report
+from cds_service.storage.suppression import keyed
 from cds_service.storage.writer import AfterWrite, BackgroundWriter, InsertRows, Job, chunks
+
+if TYPE_CHECKING:
+    from cds_service.card_keys import CardKeys
 
 log = logging.getLogger("cds_service.storage")
 
@@ -51,6 +55,7 @@ class AuditStore:
             private_directory(config.data_dir)
         self.engine = engine or make_engine(config.database_url)
         self._key: str | None = config.patient_id_key
+        self.clock: Callable[[], datetime] = utcnow  # tests move it past the suppression expiry
         self._ready = False
         self._ready_lock = threading.Lock()
         self._writer = BackgroundWriter(
@@ -121,13 +126,19 @@ class AuditStore:
         patient_id: str | None,
         cards: list[dict[str, Any]],
         client: object | None,
+        keys: Mapping[str, CardKeys] | None = None,
+        suppressed: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Queue the cards of one response. Never blocks on the database, never raises."""
+        """Queue the cards of one response. Never blocks on the database, never raises.
+
+        ``keys``: each card's finding and order (by uuid), stored keyed; ``suppressed``: cards not shown
+        because the clinician answered them at order-select, recorded with ``suppressed`` set."""
         try:
-            if not cards:
+            if not cards and not suppressed:
                 return
             now = utcnow()
             iss, tenant = _client(client)
+            hidden = {str(card.get("uuid")) for card in suppressed}
             rows = [
                 {
                     "card_uuid": _clip(str(card.get("uuid") or ""), 128),
@@ -141,18 +152,57 @@ class AuditStore:
                     "client_iss": _clip(iss, 512),
                     "client_tenant": _clip(tenant, 256),
                 }
-                for card in cards
+                for card in [*cards, *suppressed]
                 if card.get("uuid")  # a card without uuid can get no feedback; nothing to join on
             ]
             if not rows:
                 return
-            digest = patient_hash(self._patient_key(), patient_id)  # the raw id never waits in a queue
-            self._writer.submit(
-                InsertRows(IssuedCard, tuple({**row, "patient_hash": digest} for row in rows))
-            )
+            key = self._patient_key()
+            digest = patient_hash(key, patient_id)  # the raw id never waits in a queue
+            for row in rows:
+                card_keys = (keys or {}).get(row["card_uuid"] or "")
+                row["patient_hash"] = digest
+                row["finding_key"] = keyed(key, patient_id, card_keys.finding if card_keys else None)
+                row["order_key"] = keyed(key, patient_id, card_keys.order if card_keys else None)
+                row["suppressed"] = row["card_uuid"] in hidden
+            self._writer.submit(InsertRows(IssuedCard, tuple(rows)))
         except Exception as exc:  # the hook response must go out whatever happens here
             AUDIT_WRITE_FAILURES.inc()
             log.error("could not queue audit record (%s)", type(exc).__name__)
+
+    # -- no repeats at signing ----------------------------------------------------------------------
+    @property
+    def suppression_enabled(self) -> bool:
+        return self.config.sign_suppression
+
+    def answered_at_select(self, patient_id: str | None, keys: Mapping[str, CardKeys]) -> set[str]:
+        """The cards (by uuid) whose finding the clinician accepted or overrode at order-select, not
+        expired. Empty when off, without a patient id, or when the database cannot be read: the card is
+        shown again rather than hidden on a guess (one indexed query; never raises)."""
+        if not self.config.sign_suppression or not patient_id or not keys or self._writer.failing:
+            return set()
+        try:
+            if not self._ready:
+                return set()
+            key = self._patient_key()
+            wanted = {card: k for card, ck in keys.items() if (k := keyed(key, patient_id, ck.finding))}
+            with self.engine.connect() as conn:
+                return suppression.suppressed(conn, wanted, self.clock())
+        except Exception as exc:
+            AUDIT_WRITE_FAILURES.inc()
+            log.error("could not read answered cards (%s); shown again", type(exc).__name__)
+            return set()
+
+    def _remember_answered(self, card_uuids: set[str]) -> None:
+        if not self.config.sign_suppression or not card_uuids:
+            return
+        try:
+            with self.engine.begin() as conn:
+                suppression.remember_answered(
+                    conn, card_uuids, self.clock(), self.config.sign_suppression_hours
+                )
+        except Exception as exc:  # the feedback is stored; the card is only shown again at signing
+            log.error("could not record answered cards (%s)", type(exc).__name__)
 
     # -- feedback ----------------------------------------------------------------------------------
     def record_feedback(self, *, service_id: str, items: list[dict[str, Any]], client: object | None) -> dict:
@@ -182,6 +232,7 @@ class AuditStore:
             log.error("feedback write failed (%s); %d entries queued", type(exc).__name__, len(rows))
             self._writer.submit(job)
             return {"stored": 0, "duplicates": 0, "unknownCards": [], "queued": len(rows)}
+        self._remember_answered(written.mine)
         kept = len(rows) - written.refused_entries
         return {
             "stored": written.stored,
@@ -190,11 +241,23 @@ class AuditStore:
         }
 
     # -- reports and maintenance -------------------------------------------------------------------
-    def report(self, *, since: datetime | None = None, scope: ReportScope | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        *,
+        since: datetime | None = None,
+        scope: ReportScope | None = None,
+        reason_displays: ReasonDisplays | None = None,
+    ) -> dict[str, Any]:
         if not self._writer.failing:
             self._writer.flush(_FEEDBACK_FLUSH_SECONDS)
         self.prepare()
-        return build_report(self.engine, since=since, rule_version=self.rule_version, scope=scope)
+        return build_report(
+            self.engine,
+            since=since,
+            rule_version=self.rule_version,
+            scope=scope,
+            reason_displays=reason_displays,
+        )
 
     def count_older_than(self, *, older_than_days: int) -> tuple[int, int]:
         """(cards, feedback entries) that ``purge`` would delete; reads only, never migrates."""
@@ -215,6 +278,7 @@ class AuditStore:
         with self.engine.begin() as conn:
             cards = conn.execute(delete(IssuedCard).where(IssuedCard.issued_at < cutoff)).rowcount
             feedback = conn.execute(delete(Feedback).where(Feedback.received_at < cutoff)).rowcount
+            conn.execute(delete(CardSuppression).where(CardSuppression.expires_at <= utcnow()))
         log.info("purged %d cards and %d feedback entries (> %d days)", cards, feedback, older_than_days)
         return cards + feedback
 

@@ -14,10 +14,12 @@ import pytest
 from builders import amifampridine_order, current_amifampridine, rule_context, shipped_knowledge
 
 from cds_service.cards import MAX_SUMMARY, render_card
+from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.hooks.services import prefetch_templates
 from cds_service.integration.offline import evaluate_request
 from cds_service.knowledge.loader import Knowledge
-from cds_service.rules import RULES, Finding, evaluate
+from cds_service.rules import DATA_UNAVAILABLE, RULES, Finding, evaluate
+from cds_service.rules.nothing_read import VARIANTS as NOTHING_READ_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +36,16 @@ def _findings_the_fixtures_lack() -> Iterator[Finding]:
     current = current_amifampridine()
     del current["dosageInstruction"]
     yield from evaluate(rule_context(amifampridine_order(), medications=[current])).findings
+    # data-unavailable, nothing-read-*: none of the record could be read (an amifampridine order, and an
+    # interacting drug ordered for a patient whose medications are unknown).
+    nothing = dict.fromkeys(PREFETCH_KEYS, "the FHIR server could not be reached")
+    for draft in (amifampridine_order(), _sertraline_draft()):
+        yield from evaluate(rule_context(draft, unavailable=dict(nothing))).findings
+
+
+def _sertraline_draft() -> dict:
+    body = json.loads((ROOT / "fixtures/requests/reverse-sertraline-draft.json").read_text(encoding="utf-8"))
+    return body["context"]["draftOrders"]["entry"][0]["resource"]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +89,8 @@ def test_every_sentence_label_and_variant_of_a_topic_is_used_by_a_rule() -> None
     for spec in RULES:
         for block in ("sentences", "suggestions", "variants"):
             declared.setdefault((spec.topic, block), set()).update(getattr(spec, block))
+    # The engine's own data-unavailable card when nothing could be read (rules/nothing_read.py).
+    declared.setdefault((DATA_UNAVAILABLE, "variants"), set()).update(NOTHING_READ_VARIANTS)
     for topic, definition in knowledge.topics.items():
         for block in ("sentences", "suggestions", "variants"):
             assert set(getattr(definition, block)) == declared.get((topic, block), set()), (topic, block)

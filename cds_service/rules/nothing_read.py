@@ -1,0 +1,59 @@
+"""When nothing of the patient's record could be read, the data-unavailable card leads with what was not
+checked, in clinical words, contraindications first (issue 17, item 1).
+
+A service that answers 412 here is shown as "All clear" by most EHRs and by the CDS Hooks sandbox; the
+pipeline answers with this card instead (``CDS_NO_DATA_STATUS``). Its wording is the ``nothing-read``
+variants of ``cards/topics/data-unavailable.yaml``; this module only picks the variant and the words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from cds_service.data_keys import PREFETCH_KEYS
+from cds_service.knowledge.classify import AMIFAMPRIDINE
+from cds_service.rules.base import Finding, RuleContext
+
+CONTRAINDICATION_SECTION = "4"  # the label's section 4, Contraindications
+NOTHING_READ_CONTRAINDICATION = "nothing-read-contraindication"  # critical: a contraindication unchecked
+# Another drug in question (an interacting one): whether the patient takes amifampridine is what is unknown.
+NOTHING_READ_CO_DRUG = "nothing-read-co-drug"
+VARIANTS = (NOTHING_READ_CONTRAINDICATION, NOTHING_READ_CO_DRUG)  # the engine's own, in data-unavailable.yaml
+
+
+def nothing_read(ctx: RuleContext) -> bool:
+    return set(ctx.record.unavailable) >= set(PREFETCH_KEYS)
+
+
+def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tuple[str, str]]) -> Finding:
+    """``finding`` (data-unavailable) as the nothing-read variant when no data could be read, else as is.
+
+    ``not_run``: (rule topic, its check in clinical words) of every rule that did not run, in rule order.
+    """
+    if not nothing_read(ctx):
+        return finding
+    if finding.order is None or not finding.order.is_(AMIFAMPRIDINE):
+        return replace(finding, variant=NOTHING_READ_CO_DRUG)
+    checks = list(dict.fromkeys(check for _, check in not_run))
+    contraindications = list(
+        dict.fromkeys(check for topic, check in not_run if _section(ctx, topic) == CONTRAINDICATION_SECTION)
+    )
+    if not contraindications:  # a site whose rules leave the contraindications out: the general card
+        return finding
+    rest = [check for check in checks if check not in contraindications]
+    return replace(
+        finding,
+        variant=NOTHING_READ_CONTRAINDICATION,
+        params={
+            **finding.params,
+            "lead": ", ".join(contraindications),
+            "more": f" and {len(rest)} other check{'s' if len(rest) != 1 else ''}" if rest else "",
+            "checks": "; ".join(checks),
+        },
+    )
+
+
+def _section(ctx: RuleContext, topic: str) -> str | None:
+    definition = ctx.knowledge.topics.get(topic)
+    return definition.section if definition is not None else None
