@@ -6,13 +6,12 @@
 
 A pair is judged when either side is an order in question: an amifampridine draft meets an active or
 co-drafted co-drug, or a co-drug draft meets an active or co-drafted amifampridine order (the reverse
-direction gets the same card). One card per co-drug order; a draft co-drug gets a ``delete`` suggestion.
+direction gets the same card). One card per topic per amifampridine order, listing every co-drug order
+(renewals of one drug merged, each with its status); a draft co-drug gets a ``delete`` suggestion.
 An active amifampridine order plus a new amifampridine draft is a dose change, not a duplicate.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from cds_service.knowledge.classify import (
     CHOLINERGIC,
@@ -29,7 +28,7 @@ SEIZURE_TOPIC = "seizure-threshold-drug"
 CHOLINERGIC_TOPIC = "cholinergic-drug"
 DUPLICATE_TOPIC = "aminopyridine-duplicate"
 # What every interaction topic declares it uses (cards/topics/<topic>.yaml).
-_SENTENCES = ("status-drafted", "status-active-since", "status-active", "forward", "reverse")
+_SENTENCES = ("status-drafted", "status-active-since", "status-active", "co-drug", "forward", "reverse")
 
 
 def _status(words: TopicDefinition, order: Order) -> str:
@@ -39,41 +38,61 @@ def _status(words: TopicDefinition, order: Order) -> str:
     return words.say("status-active-since", since=since.isoformat()) if since else words.say("status-active")
 
 
-def _pairs(ctx: RuleContext, drug_class: str) -> Iterable[tuple[Order, Order, Order]]:
-    """(amifampridine order, co-drug order, the order in question the card is about), once per co-drug."""
+def _pairs(ctx: RuleContext, drug_class: str) -> dict[int, tuple[Order, Order, list[Order]]]:
+    """Per amifampridine order: (that order, the order in question the card is about, every co-drug order
+    it meets). One card per topic per amifampridine order, however many co-drug orders there are."""
     in_question = {id(o) for o in ctx.orders}
     amifampridine = ctx.facts.concurrent_amifampridine
     asked = [a for a in amifampridine if id(a) in in_question]
     co_drugs = [o for o in [*ctx.record.current_orders, *ctx.drafts] if o.is_(drug_class)]
+    groups: dict[int, tuple[Order, Order, list[Order]]] = {}
     for co_drug in co_drugs:
         if asked:
-            yield asked[0], co_drug, asked[0]
+            amif, about = asked[0], asked[0]
         elif id(co_drug) in in_question and amifampridine:
-            yield amifampridine[0], co_drug, co_drug
+            amif, about = amifampridine[0], co_drug
+        else:
+            continue
+        groups.setdefault(id(amif), (amif, about, []))[2].append(co_drug)
+    return groups
 
 
 def _finding(
-    ctx: RuleContext, topic: str, drug_class: str, amif: Order, co_drug: Order, about: Order
+    ctx: RuleContext, topic: str, drug_class: str, amif: Order, about: Order, co_drugs: list[Order]
 ) -> Finding:
+    """One card listing every co-drug order: renewals and duplicates of one drug merged, with each
+    order's status."""
     words = ctx.knowledge.topic(topic)
-    ingredient = matched_name(co_drug.facts, ctx.knowledge, drug_class) or co_drug.name
-    suggestions: tuple[Suggestion, ...] = ()
-    if co_drug.draft:
-        suggestions = (delete_suggestion(co_drug, words.label("delete", ingredient=ingredient)),)
-    ctx.note(topic, f"{amif.reference} with {co_drug.reference} ({ingredient}); card on {about.reference}")
+    by_drug: dict[str, list[Order]] = {}
+    for co_drug in co_drugs:
+        ingredient = matched_name(co_drug.facts, ctx.knowledge, drug_class) or co_drug.name
+        by_drug.setdefault(ingredient, []).append(co_drug)
+    suggestions: list[Suggestion] = []
+    listed = []
+    for ingredient, orders in by_drug.items():
+        statuses = "; ".join(dict.fromkeys(_status(words, o) for o in orders))
+        listed.append(words.say("co-drug", other=orders[0].name, statuses=statuses, count=len(orders)))
+        suggestions += [
+            delete_suggestion(o, words.label("delete", ingredient=ingredient)) for o in orders if o.draft
+        ]
+        refs = ", ".join(o.reference for o in orders)
+        ctx.note(topic, f"{amif.reference} with {refs} ({ingredient}); card on {about.reference}")
     params = {
         "drug": amif.name,
         "drug_status": _status(words, amif),
-        "other": co_drug.name,
-        "ingredient": ingredient,
-        "other_status": _status(words, co_drug),
+        "ingredient": ", ".join(by_drug),
+        "other": "; ".join(orders[0].name for orders in by_drug.values()),
+        "others": "; ".join(listed),
     }
-    params["direction"] = words.say("reverse" if about is co_drug else "forward", **params)
-    return Finding(topic=topic, params=params, order=about, suggestions=suggestions)
+    params["direction"] = words.say("forward" if about is amif else "reverse", **params)
+    return Finding(topic=topic, params=params, order=about, suggestions=tuple(suggestions))
 
 
 def _class_rule(ctx: RuleContext, topic: str, drug_class: str) -> list[Finding]:
-    return [_finding(ctx, topic, drug_class, a, c, about) for a, c, about in _pairs(ctx, drug_class)]
+    return [
+        _finding(ctx, topic, drug_class, amif, about, co_drugs)
+        for amif, about, co_drugs in _pairs(ctx, drug_class).values()
+    ]
 
 
 @rule(
@@ -179,6 +198,10 @@ def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
                     "drug": about.name,
                     "drug_status": _status(words, about),
                     "other": "; ".join(o.name for o in others),
+                    "others": "; ".join(
+                        words.say("co-drug", other=o.name, statuses=_status(words, o), count=1)
+                        for o in others
+                    ),
                     "ingredient": words.say("second-order"),
                     "other_status": _status(words, others[0]),
                     "direction": words.say("drafted-together", count=len(drafts)),
