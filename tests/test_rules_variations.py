@@ -215,7 +215,8 @@ def test_order_select_only_selections_raise_cards(client: Any) -> None:
     assert cards_for(client, request, url) == []
     request["context"]["selections"] = [f"MedicationRequest/{first_draft(request)['id']}"]
     [card] = cards_for(client, request, url)
-    assert card["extension"]["amifampridine-cds.topics"] == ["dose-daily-max", "dose-single-max", "starting-dose"]
+    covered = ["dose-daily-max", "dose-single-max", "starting-dose"]
+    assert card["extension"]["amifampridine-cds.topics"] == covered
 
 
 def test_no_amifampridine_anywhere_no_card_even_with_interacting_drugs(client: Any) -> None:

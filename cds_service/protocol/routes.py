@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from cds_service import metrics, pipeline
+from cds_service.cards import card_topics
 from cds_service.protocol.errors import CdsError
 from cds_service.protocol.json_body import read_hook_request, read_json
 from cds_service.protocol.prefetch import ResolvedData, resolve
@@ -62,7 +63,8 @@ def call_service(service_id: str) -> Response:
     by_indicator = Counter(card["indicator"] for card in outcome.cards)
     g.cds_log["cards"] = dict(by_indicator)
     for card in outcome.cards:
-        metrics.CARDS.labels(topic=card["source"]["topic"]["code"], indicator=card["indicator"]).inc()
+        for topic in card_topics(card):  # each problem a card covers (one dose card per order)
+            metrics.CARDS.labels(topic=topic, indicator=card["indicator"]).inc()
     if outcome.cards:
         current_app.extensions["cds.audit"].record_response(
             service_id=service.id,

@@ -13,6 +13,7 @@ An active amifampridine order plus a new amifampridine draft is a dose change, n
 
 from __future__ import annotations
 
+from cds_service.facts import fmt_mg
 from cds_service.knowledge.classify import (
     CHOLINERGIC,
     OTHER_AMINOPYRIDINE,
@@ -20,7 +21,7 @@ from cds_service.knowledge.classify import (
     matched_name,
 )
 from cds_service.knowledge.loader import TopicDefinition
-from cds_service.record import Order, parse_date
+from cds_service.record import Order, parse_date, reference_to
 from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
 from cds_service.rules.suggest import delete_suggestion
 
@@ -179,11 +180,22 @@ def unidentified_medication(ctx: RuleContext) -> list[Finding]:
     check="duplicate aminopyridine therapy",
     reads=("medications",),
     valuesets=("amifampridine", "other-aminopyridines"),
-    sentences=(*_SENTENCES, "drafted-together", "second-order"),
+    tables=("dose-caps",),
+    variants=("taken-together",),
+    sentences=(
+        *_SENTENCES,
+        "drafted-together",
+        "second-order",
+        "total-daily",
+        "total-single",
+        "cap-daily",
+        "cap-single",
+    ),
     suggestions=("delete", "keep-one"),
 )
 def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
     findings = _class_rule(ctx, DUPLICATE_TOPIC, OTHER_AMINOPYRIDINE)
+    findings += _taken_together(ctx)
     drafts = ctx.facts.drafted_amifampridine
     asked = [d for d in drafts if any(d is o for o in ctx.orders)]
     if len(drafts) >= 2 and asked:
@@ -212,4 +224,66 @@ def aminopyridine_duplicate(ctx: RuleContext) -> list[Finding]:
                 ),
             )
         )
+    return findings
+
+
+def _linked(one: Order, other: Order) -> bool:
+    """Whether either order names the other as its priorPrescription (a dose change, not an add-on)."""
+    return reference_to(one.resource.get("priorPrescription")) == other.reference or (
+        reference_to(other.resource.get("priorPrescription")) == one.reference
+    )
+
+
+def _taken_together(ctx: RuleContext) -> list[Finding]:
+    """A drafted amifampridine order and a current one with no priorPrescription link between them (an
+    add-on, a PRN order) whose doses together exceed a cap: a duplicate card naming both and the total,
+    covering the cap's topic. Within the caps, the draft stays a dose change of the current order."""
+    words = ctx.knowledge.topic(DUPLICATE_TOPIC)
+    findings = []
+    for draft in ctx.facts.amifampridine_orders:
+        dose = ctx.facts.order(draft).dose
+        if not draft.draft or not dose.ok:
+            continue
+        row = ctx.facts.order(draft).band.row
+        for current in ctx.facts.current_amifampridine:
+            before = ctx.facts.order(current).dose
+            if _linked(draft, current) or not before.ok:
+                continue
+            daily = (dose.mg_per_day or 0) + (before.mg_per_day or 0)
+            single = (dose.mg_per_dose or 0) + (before.mg_per_dose or 0)
+            totals, caps, covers = [], [], []
+            if daily > row.max_daily_mg + 1e-9:
+                totals.append(words.say("total-daily", mg_per_day=fmt_mg(daily)))
+                caps.append(words.say("cap-daily", cap=fmt_mg(row.max_daily_mg)))
+                covers.append("dose-daily-max")
+            if single > row.max_single_mg + 1e-9:
+                totals.append(words.say("total-single", mg_per_dose=fmt_mg(single)))
+                caps.append(words.say("cap-single", cap=fmt_mg(row.max_single_mg)))
+                covers.append("dose-single-max")
+            if not covers:
+                ctx.note(DUPLICATE_TOPIC, f"{draft.reference} with {current.reference}: within the caps")
+                continue
+            ctx.note(DUPLICATE_TOPIC, f"{draft.reference} with {current.reference}: {', '.join(totals)}")
+            keep_one = words.label("keep-one", reference=draft.reference)
+            status = words.say("co-drug", other=current.name, statuses=_status(words, current), count=1)
+            findings.append(
+                Finding(
+                    topic=DUPLICATE_TOPIC,
+                    variant="taken-together",
+                    params={
+                        "drug": draft.name,
+                        "drug_status": _status(words, draft),
+                        "arithmetic": dose.arithmetic,
+                        "others": status,
+                        "other_arithmetic": before.arithmetic,
+                        "total": " and ".join(totals),
+                        "caps": " and ".join(caps),
+                        "row": row.words,
+                        "label_version": ctx.facts.table.label,
+                    },
+                    order=draft,
+                    suggestions=(delete_suggestion(draft, keep_one),),
+                    covers=tuple(covers),
+                )
+            )
     return findings

@@ -45,7 +45,10 @@ def test_a_child_under_45_kg_gets_the_child_row_with_why() -> None:
 
 def test_a_single_dose_above_20_mg_is_split_when_the_patient_already_takes_that_day() -> None:
     current = current_amifampridine(mg=30, per_day=3)  # the same 90 mg/day: no titration step
-    ctx = rule_context(amifampridine_order(mg=30, per_day=3), medications=[current])
+    draft = amifampridine_order(mg=30, per_day=3) | {
+        "priorPrescription": {"reference": "MedicationRequest/active-amf"}
+    }
+    ctx = rule_context(draft, medications=[current])
     [finding] = dose_single_max(ctx)
     assert finding.params["cap"] == "20" and finding.params["mg_per_dose"] == "30"
     assert finding.suggestions == ()  # the rule only finds; the one dose card carries the fix
