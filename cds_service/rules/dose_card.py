@@ -72,7 +72,8 @@ def one_dose_card_per_order(ctx: RuleContext, findings: Sequence[Finding]) -> li
     return merged
 
 
-def _lead(ctx: RuleContext, group: Sequence[Finding]) -> Finding:
+def _by_severity(ctx: RuleContext, group: Sequence[Finding]) -> list[Finding]:
+    """Most severe first: critical before warning (the indicator in force), then ``lead_order``."""
     order = list(ctx.knowledge.data[TABLE]["lead_order"])
 
     def severity(finding: Finding) -> tuple[int, int]:
@@ -80,12 +81,12 @@ def _lead(ctx: RuleContext, group: Sequence[Finding]) -> Finding:
         rank = order.index(finding.topic) if finding.topic in order else len(order)
         return _INDICATOR_RANK.get(indicator, 3), rank
 
-    return min(group, key=severity)
+    return sorted(group, key=severity)
 
 
 def _dose_card(ctx: RuleContext, group: Sequence[Finding]) -> Finding:
-    lead = _lead(ctx, group)
-    others = tuple(f for f in group if f is not lead)
+    lead, *rest = _by_severity(ctx, group)
+    others = tuple(rest)
     assert lead.order is not None  # is_dose_problem
     fix = coherent_fix(ctx, lead.order, lead.topic)
     ctx.note(
