@@ -245,15 +245,19 @@ def _regimen_for(mg: float, per_day: int, **limits: Any) -> tuple[float, int] | 
 
 
 def test_regimen_arithmetic() -> None:
-    adult = {"max_single": 20, "max_daily": 100, "grids": (5,)}
+    adult = {"max_single": 20, "max_daily": 100, "grids": ((5,),)}
     # The most a day that fits, the order's own number of doses first, then fewer doses.
     assert _regimen_for(30, 4, **adult) == (20, 5)  # 120 mg/day: 100 mg in five doses of 20
     assert _regimen_for(30, 3, **adult) == (20, 4)  # 90 mg/day: 80 mg, the most in 20 mg doses
     assert _regimen_for(20, 6, **adult) == (20, 5)  # 120 mg/day: 100 mg beats six doses of 15 (90 mg)
-    assert _regimen_for(15, 3, max_single=10, max_daily=50, grids=(2.5,)) == (10, 4)
+    assert _regimen_for(15, 3, max_single=10, max_daily=50, grids=((2.5,),)) == (10, 4)
     # A new start: the initial range is the daily limit; 4 doses of 20 become 3 of 10.
-    assert _regimen_for(20, 4, max_single=20, max_daily=30, grids=(5,)) == (10, 3)
+    assert _regimen_for(20, 4, max_single=20, max_daily=30, grids=((5,),)) == (10, 3)
     # Nothing on the grid fits: the table's regimen is the fallback, else nothing.
-    child_lowest = {"max_single": 10, "max_daily": 5, "grids": (2.5,)}
+    child_lowest = {"max_single": 10, "max_daily": 5, "grids": ((2.5,),)}
     assert _regimen_for(5, 3, **child_lowest, fallbacks=(Regimen(1, 5),)) == (1, 5)
     assert _regimen_for(5, 3, **child_lowest) is None
+    # A finer tier (1 mg of the suspension) only when nothing coarser fits.
+    assert _regimen_for(5, 3, max_single=10, max_daily=5, grids=((2.5,), (1,))) == (1, 5)
+    assert _regimen_for(5, 3, max_single=20, max_daily=12.5, grids=((5,), (1,))) == (4, 3)
+    assert _regimen_for(5, 3, max_single=20, max_daily=30, grids=((5,), (1,))) == (5, 3)

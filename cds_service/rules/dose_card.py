@@ -38,6 +38,7 @@ _FIX_LABEL = {
 }
 _INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 _EPSILON = 1e-9
+_SUSPENSION_STEP_MG = 1.0  # 1 mL of the 1 mg/mL suspension (label §2.1)
 
 
 def is_dose_problem(ctx: RuleContext, finding: Finding) -> bool:
@@ -138,7 +139,9 @@ def coherent_fix(ctx: RuleContext, order: Order, topic: str) -> Suggestion | Non
     row = facts.band.row
     max_single, max_daily, fallbacks = dose_limits(ctx, order)
     unit = order_unit(order.resource, dose)
-    grids = (unit.grid_mg, row.rounding_mg) if unit else (row.rounding_mg,)
+    # Half tablets (or the order's own unit) and the table's rounding step first; 1 mg steps of the 1 mg/mL
+    # suspension only when no coarser dose fits (a small current dose, a child's lowest start).
+    grids = ((unit.grid_mg, row.rounding_mg) if unit else (row.rounding_mg,), (_SUSPENSION_STEP_MG,))
     regimen = coherent_regimen(
         dose, max_single=max_single, max_daily=max_daily, grids=grids, fallbacks=fallbacks
     )

@@ -130,32 +130,34 @@ def coherent_regimen(
     *,
     max_single: float,
     max_daily: float,
-    grids: Sequence[float],
+    grids: Sequence[Sequence[float]],
     fallbacks: Sequence[Regimen] = (),
 ) -> Regimen | None:
     """The regimen closest to the order that keeps every dose under ``max_single`` and the day under
     ``max_daily`` (the lowest daily limit of every rule that applies).
 
     The most mg a day that fits, no more than the order asks for; among equals the order's own number of
-    doses a day, then fewer doses. Doses are whole multiples of a ``grids`` step (the order's unit first:
-    it wins a tie); ``fallbacks`` (the table's suggested regimens) when no multiple fits."""
+    doses a day, then fewer doses. Doses are whole multiples of a step of the first tier of ``grids`` in
+    which any fits (the order's unit first in a tier: it wins a tie; a finer tier, such as 1 mg of the
+    suspension, only when nothing coarser fits); ``fallbacks`` (the table's regimens) when none does."""
     wanted = dose.mg_per_day if dose.ok and dose.mg_per_day else max_daily
     target = min(wanted, max_daily)
     own = round(dose.doses_per_day) if dose.ok and dose.doses_per_day else None
     own_times = own if own and abs((dose.doses_per_day or 0) - own) < _EPSILON else None
     times_options = list(dict.fromkeys([t for t in (own_times, *_DIVIDED) if t]))
-    best: tuple[tuple[float, int, int, int], Regimen] | None = None
-    for grid_rank, grid in enumerate(grids):
-        for times in times_options:
-            each = math.floor(min(max_single, target / times) / grid + _EPSILON) * grid
-            if each <= 0:
-                continue
-            regimen = Regimen(round(each, 6), times)
-            key = (round(regimen.mg_per_day, 6), -grid_rank, times == own_times, -times)
-            if best is None or key > best[0]:
-                best = (key, regimen)
-    if best is not None:
-        return best[1]
+    for tier in grids:
+        best: tuple[tuple[float, int, bool, int], Regimen] | None = None
+        for grid_rank, grid in enumerate(tier):
+            for times in times_options:
+                each = math.floor(min(max_single, target / times) / grid + _EPSILON) * grid
+                if each <= 0:
+                    continue
+                regimen = Regimen(round(each, 6), times)
+                key = (round(regimen.mg_per_day, 6), -grid_rank, times == own_times, -times)
+                if best is None or key > best[0]:
+                    best = (key, regimen)
+        if best is not None:
+            return best[1]
     for regimen in fallbacks:
         if regimen.mg_per_dose <= max_single + _EPSILON and regimen.mg_per_day <= max_daily + _EPSILON:
             return regimen
