@@ -164,6 +164,11 @@ def coherent_regimen(
     return None
 
 
+def _number(value: float) -> int | float:
+    """A whole number as an integer (2, not 2.0), as a sender would write it."""
+    return int(value) if float(value).is_integer() else value
+
+
 def _new_dosage(
     regimen: Regimen,
     original: Mapping[str, Any] | None,
@@ -173,10 +178,10 @@ def _new_dosage(
 ) -> dict[str, Any]:
     amount = unit.amount(regimen.mg_per_dose) if unit else None
     if unit is not None and amount is not None:
-        quantity: dict[str, Any] = {**unit.quantity, "value": amount}
+        quantity: dict[str, Any] = {**unit.quantity, "value": _number(amount)}
         words = f"{unit.amount_words(regimen.mg_per_dose)} ({fmt_mg(regimen.mg_per_dose)} mg)"
     else:
-        quantity = {"value": regimen.mg_per_dose, "unit": "mg", "system": UCUM, "code": "mg"}
+        quantity = {"value": _number(regimen.mg_per_dose), "unit": "mg", "system": UCUM, "code": "mg"}
         words = f"{fmt_mg(regimen.mg_per_dose)} mg"
     times = times_words(regimen.times_per_day)
     # Changes only what it must: the line's other elements (route, sequence, as-needed, method...) stay.
