@@ -236,7 +236,7 @@ def test_an_add_on_above_the_daily_cap_is_a_duplicate_card_naming_both_orders_an
     prefetch["medications"] = searchset(current_amifampridine(mg=20, per_day=4))  # 80 mg/day
     add_on = amifampridine_order(mg=10, per_day=3)  # 30 mg/day more, no priorPrescription
     [card] = cards_for(client, add_on, prefetch)
-    assert card["source"]["topic"]["code"] == "aminopyridine-duplicate"
+    assert card["source"]["topic"]["code"] == "aminopyridine-duplicate" and card["indicator"] == "critical"
     assert topics_of(card) == ["aminopyridine-duplicate", "dose-daily-max", "dose-single-max"]
     assert "110 mg/day and 30 mg at once" in card["summary"]
     assert "10 mg × 3 times a day" in card["detail"] and "20 mg × 4 times a day" in card["detail"]
