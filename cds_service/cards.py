@@ -16,6 +16,17 @@ from cds_service.knowledge.templates import fill
 from cds_service.rules.base import Action, Finding, Suggestion
 
 MAX_SUMMARY = 139  # the spec says "<140-character"
+# The card's extension key listing every problem topic it covers, its own first (README, "Cards").
+TOPICS_EXTENSION = "amifampridine-cds.topics"
+
+
+def card_topics(card: Mapping[str, Any]) -> list[str]:
+    """Every problem topic a card covers (the extension), else its source topic alone."""
+    listed = (card.get("extension") or {}).get(TOPICS_EXTENSION)
+    if isinstance(listed, list) and listed and all(isinstance(t, str) for t in listed):
+        return listed
+    topic = ((card.get("source") or {}).get("topic") or {}).get("code")
+    return [topic] if isinstance(topic, str) else []
 
 
 # The values put into a card's detail come from the patient's record (names of conditions, drugs,
@@ -60,6 +71,18 @@ def _suggestion(suggestion: Suggestion) -> dict[str, Any]:
     return body
 
 
+def _also(finding: Finding, knowledge: Knowledge) -> str:
+    """The summaries of the other problems a card covers, as a list after its own detail."""
+    if not finding.also:
+        return ""
+    lines = [
+        "- " + _summary(fill(knowledge.topic(f.topic).variant(f.variant).summary, _literal(f.params)))
+        for f in finding.also
+    ]
+    heading = knowledge.data.get("dose-card", {}).get("also", "")
+    return "\n\n" + heading + "\n\n" + "\n".join(lines)
+
+
 def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
     topic = knowledge.topic(finding.topic)
     texts = topic.variant(finding.variant)
@@ -69,7 +92,7 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         "uuid": str(uuid.uuid4()),
         "summary": _summary(fill(texts.summary, finding.params)),
         "indicator": texts.indicator,
-        "detail": fill(texts.detail, _literal(finding.params)).strip(),
+        "detail": fill(texts.detail, _literal(finding.params)).strip() + _also(finding, knowledge),
         "source": {
             "label": f"{label.source_label}{section}",
             "url": label.url,
@@ -77,6 +100,8 @@ def render_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         },
         # The label the card cites, its section named (DailyMed has no documented section anchor).
         "links": [{"label": f"{label.source_label}{section}", "url": label.url, "type": "absolute"}],
+        # Every problem topic the card speaks for, its own first (one card per problem per order).
+        "extension": {TOPICS_EXTENSION: list(finding.topics)},
     }
     # A suggestion without an action (the draft had no id to update) is no one-click fix: left out.
     suggestions = [s for s in finding.suggestions if s.actions]

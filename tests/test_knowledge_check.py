@@ -121,7 +121,7 @@ def test_knowledge_check_of_the_shipped_cards_passes_with_a_summary(
     out, err = capsys.readouterr()
     assert err == ""
     assert re.match(r"knowledge OK: version [0-9a-f]{12}\n", out)
-    assert "16 topics, 13 value sets" in out and "tables dose-caps, nat2" in out
+    assert "16 topics, 13 value sets" in out and "tables dose-caps, dose-card, nat2" in out
 
 
 def test_evaluate_on_a_damaged_cards_directory_prints_one_line(

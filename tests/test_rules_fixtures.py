@@ -53,6 +53,11 @@ def test_case_gives_exactly_its_topics(client: Any, case: dict[str, Any]) -> Non
     cards = call(client, case)
     topics = sorted(card["source"]["topic"]["code"] for card in cards)
     assert topics == case["expected"], [card["summary"] for card in cards]
+    # Every card lists the problem topics it covers, its own first (one card per problem per order).
+    covers = case.get("covers") or {}
+    for card in cards:
+        code = card["source"]["topic"]["code"]
+        assert card["extension"]["amifampridine-cds.topics"] == covers.get(code, [code])
 
 
 @pytest.mark.parametrize("case", MANIFEST, ids=[case["id"] for case in MANIFEST])

@@ -12,9 +12,11 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.dose import compute_dose
 from cds_service.facts.nat2 import read_nat2
+from cds_service.knowledge.dose_table import Regimen
 from cds_service.knowledge.loader import load_knowledge
-from cds_service.rules.suggest import capped_regimen, split_regimen
+from cds_service.rules.suggest import coherent_regimen
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE = load_knowledge(ROOT / "cards")
@@ -99,7 +101,8 @@ def test_child_under_45kg_uses_half_caps_and_a_16_year_old_at_50kg_does_not(clie
     teen = request_for("child-16y-50kg")
     assert cards_for(client, teen) == []
     teen["prefetch"]["weight"]["entry"][0]["resource"]["valueQuantity"]["value"] = 44
-    assert topics(cards_for(client, teen)) == ["dose-daily-max", "dose-single-max"]
+    [card] = cards_for(client, teen)  # one dose card for both caps
+    assert card["extension"]["amifampridine-cds.topics"] == ["dose-daily-max", "dose-single-max"]
 
 
 def test_weight_in_pounds_is_converted(client: Any) -> None:
@@ -211,7 +214,9 @@ def test_order_select_only_selections_raise_cards(client: Any) -> None:
     url = "/cds-services/amifampridine-order-select"
     assert cards_for(client, request, url) == []
     request["context"]["selections"] = [f"MedicationRequest/{first_draft(request)['id']}"]
-    assert topics(cards_for(client, request, url)) == ["dose-daily-max", "dose-single-max", "starting-dose"]
+    [card] = cards_for(client, request, url)
+    covered = ["dose-daily-max", "dose-single-max", "starting-dose"]
+    assert card["extension"]["amifampridine-cds.topics"] == covered
 
 
 def test_no_amifampridine_anywhere_no_card_even_with_interacting_drugs(client: Any) -> None:
@@ -225,11 +230,34 @@ def test_no_amifampridine_anywhere_no_card_even_with_interacting_drugs(client: A
     assert cards_for(client, request) == []
 
 
+def _regimen_for(mg: float, per_day: int, **limits: Any) -> tuple[float, int] | None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": mg, "unit": "mg", "code": "mg"}}],
+            }
+        ],
+    }
+    regimen = coherent_regimen(compute_dose(order), **limits)
+    return None if regimen is None else (regimen.mg_per_dose, regimen.times_per_day)
+
+
 def test_regimen_arithmetic() -> None:
-    split = split_regimen(80, 20, 100, 5)
-    assert (split.mg_per_dose, split.times_per_day) == (20, 4)
-    assert split_regimen(120, 20, 100, 5) is None
-    capped = capped_regimen(20, 6, 20, 100, 5)
-    assert (capped.mg_per_dose, capped.times_per_day) == (15, 6)
-    child = capped_regimen(15, 3, 10, 50, 2.5)
-    assert (child.mg_per_dose, child.times_per_day) == (10, 3)
+    adult = {"max_single": 20, "max_daily": 100, "grids": ((5,),)}
+    # The most a day that fits, the order's own number of doses first, then fewer doses.
+    assert _regimen_for(30, 4, **adult) == (20, 5)  # 120 mg/day: 100 mg in five doses of 20
+    assert _regimen_for(30, 3, **adult) == (20, 4)  # 90 mg/day: 80 mg, the most in 20 mg doses
+    assert _regimen_for(20, 6, **adult) == (20, 5)  # 120 mg/day: 100 mg beats six doses of 15 (90 mg)
+    assert _regimen_for(15, 3, max_single=10, max_daily=50, grids=((2.5,),)) == (10, 4)
+    # A new start: the initial range is the daily limit; 4 doses of 20 become 3 of 10.
+    assert _regimen_for(20, 4, max_single=20, max_daily=30, grids=((5,),)) == (10, 3)
+    # Nothing on the grid fits: the table's regimen is the fallback, else nothing.
+    child_lowest = {"max_single": 10, "max_daily": 5, "grids": ((2.5,),)}
+    assert _regimen_for(5, 3, **child_lowest, fallbacks=(Regimen(1, 5),)) == (1, 5)
+    assert _regimen_for(5, 3, **child_lowest) is None
+    # A finer tier (1 mg of the suspension) only when nothing coarser fits.
+    assert _regimen_for(5, 3, max_single=10, max_daily=5, grids=((2.5,), (1,))) == (1, 5)
+    assert _regimen_for(5, 3, max_single=20, max_daily=12.5, grids=((5,), (1,))) == (4, 3)
+    assert _regimen_for(5, 3, max_single=20, max_daily=30, grids=((5,), (1,))) == (5, 3)

@@ -27,6 +27,8 @@ SERVICE_VALUESETS: Mapping[str, str] = {
 SERVICE_TABLES: Mapping[str, str] = {
     # The cues that stop a name in a condition's or allergy's text from counting (record.py).
     "text-negation": "condition and allergy matching by name",
+    # Which dose problem leads the one dose card of an order, and its words (rules/dose_card.py).
+    "dose-card": "the dose card of an order",
 }
 
 # The shape of each YAML table (cards/<name>.yaml, read through ``Knowledge.data``): key -> the type the
@@ -52,6 +54,7 @@ TABLE_KEYS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
         "renal": dict,
     },
     "text-negation": {"cues": dict},
+    "dose-card": {"lead_order": list, "also": str},
 }
 
 # The topic that says a check could not run (the engine's own): a site can never turn it off.

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from cds_service import metrics, pipeline
+from cds_service.cards import card_topics
 from cds_service.hooks.errors import CdsError
 from cds_service.hooks.prefetch import ResolvedData
 from cds_service.hooks.services import SERVICES, ServiceDefinition
@@ -67,7 +68,8 @@ def call_service(service_id: str) -> Response:
     if suppressed:
         g.cds_log["suppressed"] = len(suppressed)
     for card in cards:
-        metrics.CARDS.labels(topic=card["source"]["topic"]["code"], indicator=card["indicator"]).inc()
+        for topic in card_topics(card):  # each problem a card covers (one dose card per order)
+            metrics.CARDS.labels(topic=topic, indicator=card["indicator"]).inc()
     if outcome.cards:
         audit.record_response(
             service_id=service.id,

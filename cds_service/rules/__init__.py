@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.rules.base import REGISTRY, Finding, RuleContext, RuleSpec, rule
+from cds_service.rules.dose_card import one_dose_card_per_order
 from cds_service.rules.nothing_read import lead_with_unchecked
 
 # The rule modules, imported in this order: the order rules run in, and so the order of cards of the
@@ -44,7 +45,9 @@ class Results:
     """What the engine did for one call."""
 
     rules: tuple[RuleResult, ...]
-    findings: tuple[Finding, ...]  # every finding in rule order, then the data-unavailable one
+    # every finding in rule order (the dose problems of an order merged into one, rules/dose_card.py),
+    # then the data-unavailable one
+    findings: tuple[Finding, ...]
 
 
 def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> Results:
@@ -72,7 +75,8 @@ def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> Results:
         )
         for spec, findings, missing in ran
     )
-    findings = [finding for result in results for finding in result.findings]
+    # One card per problem per order: the dose problems of an order become one card with one fix.
+    findings = one_dose_card_per_order(ctx, [finding for result in results for finding in result.findings])
     not_run = [result for result in results if result.status == NOT_RUN]
     if not_run:
         unchecked = [(result.rule.topics[0], result.rule.check) for result in not_run]

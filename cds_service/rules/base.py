@@ -47,6 +47,15 @@ class Finding:
     order: Order | None = None  # the order the finding is about, when there is one
     variant: str | None = None  # a named variant of the topic (e.g. "febrile"), else the main texts
     suggestions: tuple[Suggestion, ...] = ()
+    # Further problem topics this card speaks for (one card per problem per order, issue 17): ``covers``
+    # are their codes, ``also`` the findings merged into it, whose summaries the card lists.
+    covers: tuple[str, ...] = ()
+    also: tuple[Finding, ...] = ()
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every problem topic the card covers, its own first (the ``amifampridine-cds.topics`` key)."""
+        return (self.topic, *dict.fromkeys(t for t in self.covers if t != self.topic))
 
 
 @dataclass

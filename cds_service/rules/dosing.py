@@ -1,10 +1,12 @@
 """Dose checks against label Table 1 (§2.1), with the caps of the pinned label version.
 
 - ``dose-unverifiable``: the dose or frequency of the order cannot be worked out;
-- ``dose-single-max`` / ``dose-daily-max`` (critical): above the row's caps, with an update to the
-  capped dose;
+- ``dose-single-max`` / ``dose-daily-max`` (critical): above the row's caps;
 - ``starting-dose``: a new start above the initial range, unless a lowest-start card speaks for it;
 - ``titration-step``: the daily dose rises more than one step over the current order.
+
+The problems of one order become one card with one fix that satisfies them all (``rules.dose_card``): the
+rules here only find; the suggestion labels they declare are the ones that card uses.
 
 A child whose weight is unknown is checked against the adult row (only what is certainly too high);
 the weight-needed card says what the under-45 kg row would mean.
@@ -14,10 +16,8 @@ from __future__ import annotations
 
 from cds_service.dose import DoseResult
 from cds_service.facts import fmt_mg
-from cds_service.knowledge.dose_table import Regimen
 from cds_service.record import Order
-from cds_service.rules.base import Finding, RuleContext, Suggestion, rule
-from cds_service.rules.suggest import capped_regimen, regimen_words, split_regimen, update_suggestion
+from cds_service.rules.base import Finding, RuleContext, rule
 
 _EPSILON = 1e-9
 
@@ -82,26 +82,6 @@ def dose_unverifiable(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _cap_suggestion(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> tuple[Suggestion, ...]:
-    words = ctx.knowledge.topic(topic)
-    row = ctx.facts.order(order).band.row
-    # First choice: keep the daily amount, in more and smaller doses; else cap each dose.
-    split = split_regimen(dose.mg_per_day or 0, row.max_single_mg, row.max_daily_mg, row.rounding_mg)
-    if split is not None:
-        return (update_suggestion(ctx, order, split, words.label("split", regimen=regimen_words(split))),)
-    regimen = capped_regimen(
-        dose.mg_per_dose or 0,
-        dose.doses_per_day or 1,
-        row.max_single_mg,
-        row.max_daily_mg,
-        row.rounding_mg,
-    )
-    if regimen is None:
-        return ()
-    label = words.label("reduce", regimen=regimen_words(regimen))
-    return (update_suggestion(ctx, order, regimen, label),)
-
-
 def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
     """Orders whose dose ``per`` ("dose" or "day") is above the cap of their Table 1 row."""
     findings = []
@@ -113,8 +93,7 @@ def _over_cap(ctx: RuleContext, topic: str, per: str) -> list[Finding]:
         if (amount or 0) <= cap + _EPSILON:
             continue
         params = _common(ctx, topic, order, dose) | {"cap": fmt_mg(cap)}
-        suggestions = _cap_suggestion(ctx, topic, order, dose)
-        findings.append(Finding(topic, params, order=order, suggestions=suggestions))
+        findings.append(Finding(topic, params, order=order))
     return findings
 
 
@@ -172,21 +151,12 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
                 "starting-dose", f"left to the {', '.join(reasons)} card(s), which carry the lowest start"
             )
             continue
-        target: Regimen = row.initial_high
         params = _common(ctx, "starting-dose", order, dose) | {
             "initial_low": fmt_mg(row.initial_low_mg),
             "initial_high": fmt_mg(row.initial_high_mg),
             "step": fmt_mg(row.titration_step_mg),
         }
-        label = ctx.knowledge.topic("starting-dose").label("initial-range", regimen=regimen_words(target))
-        findings.append(
-            Finding(
-                "starting-dose",
-                params,
-                order=order,
-                suggestions=(update_suggestion(ctx, order, target, label),),
-            )
-        )
+        findings.append(Finding("starting-dose", params, order=order))
     return findings
 
 
@@ -197,6 +167,7 @@ def starting_dose(ctx: RuleContext) -> list[Finding]:
     tables=("dose-caps",),
     variants=("previous-dose-unknown",),
     sentences=("assumed", "previous-dose-unreadable"),
+    suggestions=("step",),
 )
 def titration_step(ctx: RuleContext) -> list[Finding]:
     findings = []

@@ -139,13 +139,15 @@ class AuditStore:
             now = utcnow()
             iss, tenant = _client(client)
             hidden = {str(card.get("uuid")) for card in suppressed}
+            # One row per problem topic a card covers (its own first, under the card's uuid; the others
+            # under "<uuid>#<topic>"), so that the report counts each problem of a merged dose card.
             rows = [
                 {
-                    "card_uuid": _clip(str(card.get("uuid") or ""), 128),
+                    "card_uuid": _clip(str(card.get("uuid") or "") + suffix, 128),
                     "service_id": _clip(service_id, 128),
                     "hook": _clip(hook, 64),
                     "hook_instance": _clip(str(hook_instance), 128),
-                    "topic": _clip(_topic(card), 128),
+                    "topic": _clip(topic, 128),
                     "indicator": _clip(card.get("indicator"), 16),
                     "issued_at": now,
                     "rule_version": _clip(self.rule_version, 64),
@@ -154,17 +156,19 @@ class AuditStore:
                 }
                 for card in [*cards, *suppressed]
                 if card.get("uuid")  # a card without uuid can get no feedback; nothing to join on
+                for suffix, topic in _covered(card)
             ]
             if not rows:
                 return
             key = self._patient_key()
             digest = patient_hash(key, patient_id)  # the raw id never waits in a queue
             for row in rows:
-                card_keys = (keys or {}).get(row["card_uuid"] or "")
+                card_uuid = (row["card_uuid"] or "").split("#", 1)[0]  # a covered topic's row: its card's
+                card_keys = (keys or {}).get(card_uuid)
                 row["patient_hash"] = digest
                 row["finding_key"] = keyed(key, patient_id, card_keys.finding if card_keys else None)
                 row["order_key"] = keyed(key, patient_id, card_keys.order if card_keys else None)
-                row["suppressed"] = row["card_uuid"] in hidden
+                row["suppressed"] = card_uuid in hidden
             self._writer.submit(InsertRows(IssuedCard, tuple(rows)))
         except Exception as exc:  # the hook response must go out whatever happens here
             AUDIT_WRITE_FAILURES.inc()
@@ -468,6 +472,14 @@ def _parse_time(raw: str) -> datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def _covered(card: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(uuid suffix, topic) per problem topic of a card: "" for its own, "#<topic>" for each covered one."""
+    own = _topic(card)
+    listed = (card.get("extension") or {}).get("amifampridine-cds.topics")
+    others = [t for t in listed if isinstance(t, str) and t != own] if isinstance(listed, list) else []
+    return [("", own), *((f"#{topic}", topic) for topic in dict.fromkeys(others))]
 
 
 def _topic(card: dict[str, Any]) -> str | None:

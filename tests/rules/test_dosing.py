@@ -11,6 +11,7 @@ from builders import (
 )
 
 from cds_service.knowledge.dose_table import CHILD_UNDER_45KG, STANDARD
+from cds_service.rules import evaluate
 from cds_service.rules.dosing import (
     dose_daily_max,
     dose_single_max,
@@ -42,28 +43,38 @@ def test_a_child_under_45_kg_gets_the_child_row_with_why() -> None:
     assert band.describe() == "child of 10 years, weight 30.0 kg on 2026-11-01"
 
 
-def test_a_single_dose_above_20_mg_is_capped_by_splitting() -> None:
-    ctx = rule_context(amifampridine_order(mg=30, per_day=3))  # 90 mg/day: within the daily cap
+def test_a_single_dose_above_20_mg_is_split_when_the_patient_already_takes_that_day() -> None:
+    current = current_amifampridine(mg=30, per_day=3)  # the same 90 mg/day: no titration step
+    draft = amifampridine_order(mg=30, per_day=3) | {
+        "priorPrescription": {"reference": "MedicationRequest/active-amf"}
+    }
+    ctx = rule_context(draft, medications=[current])
     [finding] = dose_single_max(ctx)
     assert finding.params["cap"] == "20" and finding.params["mg_per_dose"] == "30"
-    [suggestion] = finding.suggestions
-    # 90 mg/day in doses of at most 20 mg: five doses, each rounded down to the 5 mg step.
-    assert suggestion.label == "Split into 15 mg five times a day (75 mg/day)"
+    assert finding.suggestions == ()  # the rule only finds; the one dose card carries the fix
     assert dose_daily_max(ctx) == []
+    [card] = evaluate(ctx).findings
+    # 90 mg/day in doses of at most 20 mg: the most a day that fits in 3 to 5 whole 5 mg steps.
+    assert card.topics == ("dose-single-max",)
+    assert [s.label for s in card.suggestions] == ["Reduce to 20 mg four times a day (80 mg/day)"]
 
 
-def test_a_daily_dose_above_100_mg_is_reduced() -> None:
-    ctx = rule_context(amifampridine_order(mg=20, per_day=6))  # 120 mg/day
+def test_a_new_start_above_both_caps_gets_one_card_whose_fix_is_in_the_initial_range() -> None:
+    ctx = rule_context(amifampridine_order(mg=20, per_day=6))  # 120 mg/day, a new start
     [finding] = dose_daily_max(ctx)
     assert finding.params["cap"] == "100"
-    assert [s.label for s in finding.suggestions] == ["Reduce to 15 mg 6 times a day (90 mg/day)"]
+    [card] = evaluate(ctx).findings
+    assert card.topics == ("dose-daily-max", "starting-dose")
+    # The order's own six doses a day kept, each lowered so that the day is within the initial range.
+    assert [s.label for s in card.suggestions] == ["Reduce to 5 mg 6 times a day (30 mg/day)"]
 
 
 def test_a_new_start_above_the_initial_range_gets_the_starting_dose_card() -> None:
     ctx = rule_context(amifampridine_order(mg=15, per_day=3))  # 45 mg/day, initial range 15-30
     [finding] = starting_dose(ctx)
     assert finding.params["initial_high"] == "30"
-    assert [s.label for s in finding.suggestions] == [
+    [card] = evaluate(ctx).findings
+    assert [s.label for s in card.suggestions] == [
         "Start within the initial range: 10 mg three times a day (30 mg/day)"
     ]
 

@@ -36,6 +36,9 @@ def _findings_the_fixtures_lack() -> Iterator[Finding]:
     current = current_amifampridine()
     del current["dosageInstruction"]
     yield from evaluate(rule_context(amifampridine_order(), medications=[current])).findings
+    # aminopyridine-duplicate, taken-together: an add-on with no priorPrescription link, above the caps.
+    add_on = current_amifampridine(mg=20, per_day=4)
+    yield from evaluate(rule_context(amifampridine_order(mg=10, per_day=3), medications=[add_on])).findings
     # data-unavailable, nothing-read-*: none of the record could be read (an amifampridine order, and an
     # interacting drug ordered for a patient whose medications are unknown).
     nothing = dict.fromkeys(PREFETCH_KEYS, "the FHIR server could not be reached")
