@@ -88,6 +88,51 @@ def unit_label(quantity: Mapping[str, Any]) -> str:
     return "(none)"
 
 
+# ---------------------------------------------------------------- unit words
+
+# UCUM codes (and common spellings) as card texts name them: never a raw code such as "[lb_av]" or
+# "mL/min/{1.73_m2}" in front of a prescriber. Keys are lower case with spaces removed.
+_UNIT_WORDS = {
+    "[lb_av]": "lb",
+    "lb": "lb",
+    "lbs": "lb",
+    "[oz_av]": "oz",
+    "kg": "kg",
+    "g": "g",
+    "mg": "mg",
+    "ug": "mcg",
+    "mcg": "mcg",
+    "ml": "mL",
+    "l": "L",
+    "ml/min": "mL/min",
+    "ml/s": "mL/s",
+    "ml/min/{1.73_m2}": "mL/min/1.73 m²",
+    "ml/min/1.73m2": "mL/min/1.73 m²",
+    "ml/min/1.73m²": "mL/min/1.73 m²",
+    "ml/min/1.73/m2": "mL/min/1.73 m²",
+    "ml/min/{1.73m2}": "mL/min/1.73 m²",
+    "mg/dl": "mg/dL",
+    "umol/l": "µmol/L",
+    "µmol/l": "µmol/L",
+    "mg/ml": "mg/mL",
+}
+_ANNOTATION = re.compile(r"\{([^{}]*)\}")
+_BRACKETED = re.compile(r"\[([a-z]+)_[a-z]+\]", re.IGNORECASE)  # [lb_av], [in_i]: the customary unit
+
+
+def unit_words(unit: str) -> str:
+    """A unit as a person writes it: "[lb_av]" -> "lb", "mL/min/{1.73_m2}" -> "mL/min/1.73 m²".
+
+    Known codes come from the table; any other UCUM annotation loses its braces ("{tbl}" -> "tbl") and
+    a bracketed customary unit keeps its name ("[in_i]" -> "in"), so no code syntax reaches a card."""
+    text = unit.strip()
+    known = _UNIT_WORDS.get(text.lower().replace(" ", ""))
+    if known:
+        return known
+    text = _ANNOTATION.sub(lambda m: m.group(1).replace("_", " ").replace("m2", "m²"), text)
+    return _BRACKETED.sub(lambda m: m.group(1), text).replace("[", "").replace("]", "")
+
+
 # ---------------------------------------------------------------- product strength
 
 

@@ -15,7 +15,7 @@ _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens"
 
 @rule(
     TOPIC,
-    check="aminopyridine allergy",
+    check="aminopyridine allergy (contraindication)",
     reads=("allergies",),
     valuesets=_VALUESETS,
     sentences=("allergy", "criticality", "reaction", "recorded"),

@@ -15,7 +15,7 @@ TOPIC = "seizure-history"
 
 @rule(
     TOPIC,
-    check="history of seizures",
+    check="history of seizures (contraindication)",
     reads=("conditions",),
     valuesets=("seizure-disorders", "febrile-seizures"),
     variants=("febrile",),
