@@ -15,11 +15,11 @@ A result is not judged on in two cases, and the status says why (``unused``) so 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
-import re
 
 from cds_service.dose.units import unit_words
 from cds_service.facts.format import fmt_mg
@@ -87,7 +87,9 @@ def _value(observation: Mapping[str, Any]) -> _Reading | None:
             return None
         comparator = quantity.get("comparator")
         unit = str(quantity.get("code") or quantity.get("unit") or "").strip()
-        return _Reading(float(value), unit, _COMPARATORS.get(comparator) if isinstance(comparator, str) else None)
+        return _Reading(
+            float(value), unit, _COMPARATORS.get(comparator) if isinstance(comparator, str) else None
+        )
     text = observation.get("valueString")
     if isinstance(text, str) and len(text) <= 60:
         match = _VALUE_STRING.fullmatch(text)
@@ -232,7 +234,9 @@ def _measured(facts: Facts, on: Any) -> _Result | None:
     return None
 
 
-def _level_of_bound(comparator: str, value: float, end_stage_below: float, impaired_up_to: float) -> str | None:
+def _level_of_bound(
+    comparator: str, value: float, end_stage_below: float, impaired_up_to: float
+) -> str | None:
     """The level a bound decides, or None when values on both sides of a threshold remain possible."""
     if comparator in {">", ">="}:
         above = value >= impaired_up_to if comparator == ">" else value > impaired_up_to
@@ -266,14 +270,18 @@ def renal_status(facts: Facts, on: date) -> RenalStatus:
         pass
     elif age_days is not None and age_days > facts.options.renal_max_age_days:
         unused = OLD
-        facts.note(TOPIC, f"newest renal result is {age_days} days old: not judged on, renal function unknown")
+        facts.note(
+            TOPIC, f"newest renal result is {age_days} days old: not judged on, renal function unknown"
+        )
     elif comparator:
         by_result = _level_of_bound(
             comparator, result.reading.value, limits.renal_end_stage_below, limits.renal_impaired_up_to
         )
         if by_result is None:
             unused = UNDECIDED
-            facts.note(TOPIC, f"renal result {comparator}{fmt_mg(result.reading.value)} does not decide the level")
+            facts.note(
+                TOPIC, f"renal result {comparator}{fmt_mg(result.reading.value)} does not decide the level"
+            )
     elif crcl is not None and crcl < limits.renal_end_stage_below:
         by_result = ESRD
     elif crcl is not None and crcl <= limits.renal_impaired_up_to:

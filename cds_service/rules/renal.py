@@ -97,7 +97,7 @@ def renal_impairment(ctx: RuleContext) -> list[Finding]:
 
 
 def _result(words: TopicDefinition, status: RenalStatus) -> str:
-    """The newest result in words, naming its measure: "eGFR 55 mL/min/1.73 m²", "measured CrCl >90 mL/min"."""
+    """The newest result in words, naming its measure: "eGFR 55 mL/min/1.73 m²", "measured CrCl >90"."""
     if status.figure is None or status.measure is None:
         return words.say("crcl-unknown")
     return words.say(_MEASURE_SENTENCES[status.measure], value=status.figure, unit=status.unit)
