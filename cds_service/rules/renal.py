@@ -49,7 +49,8 @@ _MEASURE_SENTENCES = {MEASURED: "measured", COCKCROFT_GAULT: "cockcroft-gault", 
         "no-conditions",
         "figure-old",
         "figure-undecided",
-        "unknown-check",
+        "unknown-check-old",
+        "unknown-check-undecided",
         "unknown-what-old",
         "unknown-why-old",
         "unknown-what-undecided",
@@ -127,7 +128,7 @@ def _unknown(ctx: RuleContext, words: TopicDefinition, order: Order, status: Ren
     return Finding(
         topic=DATA_UNAVAILABLE,
         params={
-            "checks": words.say("unknown-check"),
+            "checks": words.say(f"unknown-check-{kind}", **values),
             "what": words.say(f"unknown-what-{kind}", **values),
             "why": words.say(f"unknown-why-{kind}", **values),
             "drug": order.name,
