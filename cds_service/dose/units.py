@@ -194,9 +194,12 @@ def _strengths_in_text(text: str, form: str) -> list[Strength]:
             mg = mg / ml
         if mg > 0:
             quoted = text.strip()[:80]
-            what = f"{fmt(mg)} mg/mL" if per_ml else f"{fmt(mg)} mg"
-            kind = "concentration" if per_ml else f"strength per {_form_in(text) or form}"
-            found.append(Strength(mg, per_ml, f'{kind} {what} (read from the product name "{quoted}")'))
+            what = (
+                f"concentration {fmt(mg)} mg/mL"
+                if per_ml
+                else f"strength {fmt(mg)} mg per {_form_in(text) or form}"
+            )
+            found.append(Strength(mg, per_ml, f'{what} (read from the product name "{quoted}")'))
     return found
 
 
@@ -228,7 +231,7 @@ def _ratio_strength(ratio: Any, source: str, form: str) -> Strength | None:
     per = mg / den_value
     if den_unit is not None and den_unit.kind in {"tablet", "capsule"}:
         form = den_unit.label  # "per 1 {capsule}" says it outright
-    return Strength(per, False, f"strength per {form} {fmt(per)} mg ({source})")
+    return Strength(per, False, f"strength {fmt(per)} mg per {form} ({source})")
 
 
 def _ingredient_strengths(medication: Mapping[str, Any], form: str) -> list[Strength]:
