@@ -80,11 +80,11 @@ def unit_named(name: str) -> Unit | None:
 
 
 def unit_label(quantity: Mapping[str, Any]) -> str:
-    """What the sender wrote as the unit, shortened, for a reason text."""
+    """What the sender wrote as the unit, shortened and in words (no UCUM syntax), for a reason text."""
     for key in ("unit", "code"):
         v = quantity.get(key)
         if isinstance(v, str) and v.strip():
-            return v.strip()[:40]
+            return unit_words(v.strip()[:40])
     return "(none)"
 
 
