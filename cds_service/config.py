@@ -96,6 +96,7 @@ class Settings:
     # Hook calls one process serves at once (gunicorn's CDS_THREADS): sizes the fallback query pool.
     request_threads: int = 4
     weight_max_age_days: int = 90
+    renal_max_age_days: int = 365
     dose_caps_version: str = "2024-05"
     # Bounds on the dose-text reader's work per order (issue 15): dosage lines read, characters per text.
     dose_max_lines: int = 20
@@ -132,6 +133,7 @@ class Settings:
             fhir_max_per_origin=env_int(env, "CDS_FHIR_MAX_PER_ORIGIN", 0, minimum=0),
             request_threads=env_int(env, "CDS_THREADS", 4, minimum=1),
             weight_max_age_days=env_int(env, "CDS_WEIGHT_MAX_AGE_DAYS", 90, minimum=1),
+            renal_max_age_days=env_int(env, "CDS_RENAL_MAX_AGE_DAYS", 365, minimum=1),
             dose_caps_version=env.get("CDS_DOSE_CAPS_VERSION", "2024-05").strip() or "2024-05",
             dose_max_lines=env_int(env, "CDS_DOSE_MAX_LINES", 20, minimum=1),
             dose_text_max_chars=env_int(env, "CDS_DOSE_TEXT_MAX_CHARS", 1000, minimum=100),

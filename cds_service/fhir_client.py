@@ -147,7 +147,10 @@ class FhirClient:
             except FetchError as exc:
                 metrics.FHIR_QUERIES.labels(key=key, outcome="error").inc()
                 # The key names the data, the reason is our own wording: neither carries patient data.
-                log.warning("fallback query for prefetch key %s failed: %s", key, exc)
+                # An OutboundError's own message (safe: no URL query, no token) keeps the exception's name
+                # for the operator; the card gets _say's words without it.
+                cause = exc.__cause__ if isinstance(exc.__cause__, OutboundError) else exc
+                log.warning("fallback query for prefetch key %s failed: %s", key, cause)
                 results[key] = FetchResult(None, str(exc))
             except Exception as exc:  # a bug reading one answer must cost that key, not the whole call
                 metrics.FHIR_QUERIES.labels(key=key, outcome="error").inc()
@@ -242,6 +245,8 @@ def _say(error: OutboundError, settings: ClientSettings) -> str:
         )
     if error.kind == "busy":
         return f"the FHIR server already had {settings.origin_limit} queries of this service in flight"
+    if error.kind == "unreachable":  # the exception's name stays in the log line, out of the card
+        return "the FHIR server could not be reached"
     return str(error).replace("the server", "the FHIR server")
 
 

@@ -55,6 +55,7 @@ class Runtime:
             fhir_client=client,
             options=Options(
                 weight_max_age_days=settings.weight_max_age_days,
+                renal_max_age_days=settings.renal_max_age_days,
                 dose_caps_version=settings.dose_caps_version,
                 dose_max_lines=settings.dose_max_lines,
                 dose_text_max_chars=settings.dose_text_max_chars,

@@ -34,5 +34,9 @@ def test_ordinary_names_and_units_are_unchanged(tmp_path: Path) -> None:
     request = request_for("weight-grams-child")
     quantity = request["prefetch"]["weight"]["entry"][0]["resource"]["valueQuantity"]
     quantity.update({"value": 88, "unit": "[lb_av]", "code": "[lb_av]"})
-    (card,) = cards_for(make_client(tmp_path), request)
-    assert "39.9 kg (recorded as 88 [lb_av])" in card["detail"]
+    client = make_client(tmp_path)
+    (card,) = cards_for(client, request)
+    assert "39.9 kg (recorded as 88 lb)" in card["detail"]  # the UCUM code in words (issue 17)
+    # Brackets in an ordinary name are not escaped either.
+    (card,) = cards_for(client, request_for("seizure-epilepsy"))
+    assert "amifampridine 10 MG Oral Tablet [Firdapse]" in card["detail"]

@@ -274,7 +274,8 @@ def test_without_a_server_the_unidentified_current_order_is_named_in_the_card_an
     result = _offline([amifampridine()], bundle(by_reference("mr-x", "med-x")))
     unavailable = [c for c in result["cards"] if c["source"]["topic"]["code"] == "data-unavailable"]
     assert len(unavailable) == 1
-    assert "the drug ordered in MedicationRequest/mr-x" in unavailable[0]["summary"]
+    # The summary leads with the checks not done; the detail names the order whose drug is unknown.
+    assert "the drug ordered in MedicationRequest/mr-x" in unavailable[0]["detail"]
     assert "no fhirServer was given" in unavailable[0]["detail"]
     current = {o["ref"]: o for o in result["explain"]["currentOrders"]}
     assert current["MedicationRequest/mr-x"]["unidentified"] == (
@@ -288,7 +289,7 @@ def test_without_a_server_an_unidentified_draft_for_an_amifampridine_patient_get
     draft = by_reference("draft-x", "med-x", status="draft")
     result = _offline([draft], bundle(amifampridine("amif-active", "active")))
     assert _topics(result["cards"]) == ["data-unavailable"]
-    assert "MedicationRequest/draft-x" in result["cards"][0]["summary"]
+    assert "MedicationRequest/draft-x" in result["cards"][0]["detail"]
     orders = {o["ref"]: o for o in result["explain"]["orders"]}
     assert "unidentified" in orders["MedicationRequest/draft-x"]
     assert any(

@@ -26,6 +26,7 @@ EGFR = ("98979-8", "eGFR (CKD-EPI 2021)")
 CREATININE = ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma")
 OLD = "2019-05-02"  # years before the order (authored 2026-11-22)
 NEW = "2026-11-01"
+EARLIER = "2026-05-02"  # older than NEW, within CDS_RENAL_MAX_AGE_DAYS (365) of the order
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_a_clearance_in_another_unit_or_none_is_not_used(client: Any, unit: str 
 def test_a_clearance_in_another_unit_falls_through_to_an_older_egfr(client: Any) -> None:
     renal = [
         observation("obs-crcl", CLEARANCE, 12, "mg", NEW),
-        observation("obs-egfr", EGFR, 60, "mL/min/{1.73_m2}", OLD),
+        observation("obs-egfr", EGFR, 60, "mL/min/{1.73_m2}", EARLIER),
     ]
     card = renal_card(cards_for(client, request(*renal)))
     assert card["indicator"] == "warning"

@@ -111,7 +111,7 @@ def test_weight_in_pounds_is_converted(client: Any) -> None:
     quantity.update({"value": 88, "unit": "[lb_av]", "code": "[lb_av]"})  # 39.9 kg: the child row
     (card,) = cards_for(client, request)
     assert card["source"]["topic"]["code"] == "starting-dose"
-    assert "39.9 kg (recorded as 88 [lb_av])" in card["detail"]
+    assert "39.9 kg (recorded as 88 lb)" in card["detail"]  # the unit in words, not its UCUM code
 
 
 def test_cockcroft_gault_reads_umol_per_litre_and_says_how(client: Any) -> None:

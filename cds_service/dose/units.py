@@ -80,12 +80,61 @@ def unit_named(name: str) -> Unit | None:
 
 
 def unit_label(quantity: Mapping[str, Any]) -> str:
-    """What the sender wrote as the unit, shortened, for a reason text."""
+    """What the sender wrote as the unit, shortened and in words (no UCUM syntax), for a reason text."""
     for key in ("unit", "code"):
         v = quantity.get(key)
         if isinstance(v, str) and v.strip():
-            return v.strip()[:40]
+            return unit_words(v.strip()[:40])
     return "(none)"
+
+
+# ---------------------------------------------------------------- unit words
+
+# UCUM codes (and common spellings) as card texts name them: never a raw code such as "[lb_av]" or
+# "mL/min/{1.73_m2}" in front of a prescriber. Keys are lower case with spaces removed.
+_UNIT_WORDS = {
+    "[lb_av]": "lb",
+    "lb": "lb",
+    "lbs": "lb",
+    "[oz_av]": "oz",
+    "kg": "kg",
+    "g": "g",
+    "mg": "mg",
+    "ug": "mcg",
+    "mcg": "mcg",
+    "ml": "mL",
+    "l": "L",
+    "ml/min": "mL/min",
+    "ml/s": "mL/s",
+    "ml/min/{1.73_m2}": "mL/min/1.73 m²",
+    "ml/min/1.73m2": "mL/min/1.73 m²",
+    "ml/min/1.73m²": "mL/min/1.73 m²",
+    "ml/min/1.73/m2": "mL/min/1.73 m²",
+    "ml/min/{1.73m2}": "mL/min/1.73 m²",
+    "mg/dl": "mg/dL",
+    "umol/l": "µmol/L",
+    "µmol/l": "µmol/L",
+    "mg/ml": "mg/mL",
+    "a": "years",
+    "mo": "months",
+    "wk": "weeks",
+    "d": "days",
+}
+_ANNOTATION = re.compile(r"\{([^{}]*)\}")
+_BRACKETED = re.compile(r"\[([a-z]+)_[a-z]+\]", re.IGNORECASE)  # [lb_av], [in_i]: the customary unit
+
+
+def unit_words(unit: str) -> str:
+    """A unit as a person writes it: "[lb_av]" -> "lb", "mL/min/{1.73_m2}" -> "mL/min/1.73 m²".
+
+    Known codes come from the table; any other UCUM annotation loses its braces ("{tbl}" -> "tbl") and
+    a bracketed customary unit keeps its name ("[in_i]" -> "in"), so no code syntax reaches a card."""
+    text = unit.strip()
+    known = _UNIT_WORDS.get(text.lower().replace(" ", ""))
+    if known:
+        return known
+    text = _ANNOTATION.sub(lambda m: m.group(1).replace("_", " ").replace("m2", "m²"), text)
+    return _BRACKETED.sub(lambda m: m.group(1), text).replace("[", "").replace("]", "")
 
 
 # ---------------------------------------------------------------- product strength
@@ -130,7 +179,7 @@ def _codeable_texts(cc: Any) -> list[str]:
     return texts
 
 
-def _strengths_in_text(text: str) -> list[Strength]:
+def _strengths_in_text(text: str, form: str) -> list[Strength]:
     found = []
     for m in _STRENGTH_TEXT.finditer(text):
         unit = unit_named(m.group(2))
@@ -145,13 +194,16 @@ def _strengths_in_text(text: str) -> list[Strength]:
             mg = mg / ml
         if mg > 0:
             quoted = text.strip()[:80]
-            what = f"{fmt(mg)} mg/mL" if per_ml else f"{fmt(mg)} mg"
-            kind = "concentration" if per_ml else "strength per tablet"
-            found.append(Strength(mg, per_ml, f'{kind} {what} (read from the product name "{quoted}")'))
+            what = (
+                f"concentration {fmt(mg)} mg/mL"
+                if per_ml
+                else f"strength {fmt(mg)} mg per {_form_in(text) or form}"
+            )
+            found.append(Strength(mg, per_ml, f'{what} (read from the product name "{quoted}")'))
     return found
 
 
-def _ratio_strength(ratio: Any, source: str) -> Strength | None:
+def _ratio_strength(ratio: Any, source: str, form: str) -> Strength | None:
     """mg per unit or per mL from a Medication ingredient Ratio (R4 strength, STU3/DSTU2 amount)."""
     if not isinstance(ratio, Mapping):
         return None
@@ -177,10 +229,12 @@ def _ratio_strength(ratio: Any, source: str) -> Strength | None:
     if den_unit is not None and den_unit.kind == "mass":
         return None  # a mass fraction (mg/g) says nothing per tablet
     per = mg / den_value
-    return Strength(per, False, f"strength per tablet {fmt(per)} mg ({source})")
+    if den_unit is not None and den_unit.kind in {"tablet", "capsule"}:
+        form = den_unit.label  # "per 1 {capsule}" says it outright
+    return Strength(per, False, f"strength {fmt(per)} mg per {form} ({source})")
 
 
-def _ingredient_strengths(medication: Mapping[str, Any]) -> list[Strength]:
+def _ingredient_strengths(medication: Mapping[str, Any], form: str) -> list[Strength]:
     ingredients = medication.get("ingredient")
     if not isinstance(ingredients, list):  # DSTU2 keeps them under product
         product = medication.get("product")
@@ -199,7 +253,7 @@ def _ingredient_strengths(medication: Mapping[str, Any]) -> list[Strength]:
                 item_texts.append(item_ref["display"])
             item_texts += _codeable_texts(item_ref.get("concept"))  # R5 CodeableReference
         ratio = ing.get("strength") or ing.get("strengthRatio") or ing.get("amount")
-        strength = _ratio_strength(ratio, "from the Medication's ingredient strength")
+        strength = _ratio_strength(ratio, "from the Medication's ingredient strength", form)
         if strength is None:
             continue
         is_amifampridine = any(_AMIFAMPRIDINE.search(t) for t in item_texts)
@@ -243,6 +297,57 @@ def _product_texts(request: Mapping[str, Any], medication: Mapping[str, Any] | N
     return texts
 
 
+# The dose form as a card names it, from a product name or a Medication.form: "10 MG Oral Capsule" ->
+# "capsule". A strength per unit is "per capsule" or "per tablet", never "per tablet" for a capsule.
+_FORM_WORDS = re.compile(
+    r"\b(tablet|tab|capsule|cap|suspension|solution|syrup|granules|powder)s?\b", re.IGNORECASE
+)
+_FORM_NAMES = {"tab": "tablet", "cap": "capsule"}
+UNKNOWN_FORM = "tablet or capsule"  # no product name, form or dose unit says which
+
+
+def _form_in(text: str) -> str | None:
+    match = _FORM_WORDS.search(text)
+    if match is None:
+        return None
+    word = match.group(1).lower()
+    return _FORM_NAMES.get(word, word)
+
+
+def _dose_units(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The dose quantities of the order's first few dosage lines (R4 doseAndRate, STU3/DSTU2 doseQuantity)."""
+    found: list[Mapping[str, Any]] = []
+    dosages = request.get("dosageInstruction")
+    for dosage in dosages[:_MAX_PRODUCT_TEXTS] if isinstance(dosages, list) else ():
+        if not isinstance(dosage, Mapping):
+            continue
+        entries = dosage.get("doseAndRate")
+        candidates = [dosage.get("doseQuantity")]
+        candidates += (
+            [e.get("doseQuantity") for e in entries[:5] if isinstance(e, Mapping)]
+            if isinstance(entries, list)
+            else []
+        )
+        found += [q for q in candidates if isinstance(q, Mapping)]
+    return found
+
+
+def dose_form(request: Mapping[str, Any], medication: Mapping[str, Any] | None, max_chars: int = 1000) -> str:
+    """The product's dose form in words: from the Medication's form, the product names, else the unit the
+    dose is counted in ("2 capsules"); ``UNKNOWN_FORM`` when nothing says."""
+    texts = _codeable_texts(medication.get("form")) if medication is not None else []
+    texts += _product_texts(request, medication)
+    for text in texts[:_MAX_PRODUCT_TEXTS]:
+        form = _form_in(text[:max_chars])
+        if form:
+            return form
+    for quantity in _dose_units(request):
+        unit = classify(quantity)
+        if unit is not None and unit.kind in {"tablet", "capsule"}:
+            return unit.label
+    return UNKNOWN_FORM
+
+
 def product_strength(
     request: Mapping[str, Any], medication: Mapping[str, Any] | None, max_chars: int = 1000
 ) -> ProductStrength:
@@ -252,10 +357,11 @@ def product_strength(
     scan is linear (the pattern's ``\\s*`` then never meets a long run).
     """
     found: list[Strength] = []
+    form = dose_form(request, medication, max_chars)
     if medication is not None:
-        found += _ingredient_strengths(medication)
+        found += _ingredient_strengths(medication, form)
     for text in _product_texts(request, medication)[:_MAX_PRODUCT_TEXTS]:
-        found += _strengths_in_text(_SPACES.sub(" ", text[:max_chars]))
+        found += _strengths_in_text(_SPACES.sub(" ", text[:max_chars]), form)
     per_unit = next((s for s in found if not s.per_ml), None)
     per_ml = next((s for s in found if s.per_ml), None)
     return ProductStrength(per_unit, per_ml)

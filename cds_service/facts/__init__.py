@@ -35,6 +35,7 @@ class Options:
     """Site choices that change rule outcomes (from configuration)."""
 
     weight_max_age_days: int = 90
+    renal_max_age_days: int = 365  # CDS_RENAL_MAX_AGE_DAYS: an older renal result is not judged on
     dose_caps_version: str = "2024-05"
     dose_max_lines: int = 20  # CDS_DOSE_MAX_LINES
     dose_text_max_chars: int = 1000  # CDS_DOSE_TEXT_MAX_CHARS

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from cds_service.dose.units import unit_words
 from cds_service.facts.format import fmt_mg
 from cds_service.knowledge.dose_table import CHILD_UNDER_45KG, STANDARD, DoseRow, DoseTable
 from cds_service.record import effective_date
@@ -60,7 +61,7 @@ def weight_of(observation: Mapping[str, Any]) -> Weight | None:
         kg=float(value) * factor,
         on=effective_date(observation),
         resource=observation,
-        original=f"{fmt_mg(float(value))} {unit}",
+        original=f"{fmt_mg(float(value))} {unit_words(str(unit))}",
     )
 
 

@@ -22,6 +22,10 @@ from cds_service.facts import Facts, Options
 from cds_service.knowledge.loader import Knowledge
 from cds_service.record import Order, PatientRecord
 
+# Appended to a contraindication rule's check, so the data-unavailable card says which unchecked
+# checks are contraindications; the nothing-read card, which leads with them, drops it again.
+CONTRAINDICATION_MARK = " (contraindication)"
+
 
 @dataclass(frozen=True)
 class Action:

@@ -27,7 +27,7 @@ def _arithmetic(ctx: RuleContext, topic: str, dose: DoseResult) -> str:
     if not dose.assumptions:
         return dose.arithmetic
     assumed = ctx.knowledge.topic(topic).say("assumed", assumptions="; ".join(dose.assumptions))
-    return f"{dose.arithmetic} {assumed}"
+    return f"{dose.arithmetic}. {assumed}"  # the arithmetic is a sentence of its own: end it first
 
 
 def _common(ctx: RuleContext, topic: str, order: Order, dose: DoseResult) -> dict[str, object]:

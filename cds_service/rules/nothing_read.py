@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.knowledge.classify import AMIFAMPRIDINE
-from cds_service.rules.base import Finding, RuleContext
+from cds_service.rules.base import CONTRAINDICATION_MARK, Finding, RuleContext
 
 CONTRAINDICATION_SECTION = "4"  # the label's section 4, Contraindications
 NOTHING_READ_CONTRAINDICATION = "nothing-read-contraindication"  # critical: a contraindication unchecked
@@ -47,7 +47,7 @@ def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tu
         variant=NOTHING_READ_CONTRAINDICATION,
         params={
             **finding.params,
-            "lead": ", ".join(contraindications),
+            "lead": ", ".join(check.removesuffix(CONTRAINDICATION_MARK) for check in contraindications),
             "more": f" and {len(rest)} other check{'s' if len(rest) != 1 else ''}" if rest else "",
             "checks": "; ".join(checks),
         },

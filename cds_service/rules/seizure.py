@@ -5,21 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.facts.conditions import abatement, onset
 from cds_service.knowledge.loader import TopicDefinition
 from cds_service.knowledge.valuesets import CodeMatcher
 from cds_service.record import coded, concept_text, has_code, is_refuted
-from cds_service.rules.base import Finding, RuleContext, rule
+from cds_service.rules.base import CONTRAINDICATION_MARK, Finding, RuleContext, rule
 
 TOPIC = "seizure-history"
 
 
 @rule(
     TOPIC,
-    check="history of seizures",
+    check=f"history of seizures{CONTRAINDICATION_MARK}",
     reads=("conditions",),
     valuesets=("seizure-disorders", "febrile-seizures"),
     variants=("febrile",),
-    sentences=("condition", "status-since", "status-not-recorded"),
+    sentences=("condition", "status-since", "status-ended", "status-not-recorded"),
 )
 def seizure_history(ctx: RuleContext) -> list[Finding]:
     orders = ctx.facts.amifampridine_orders
@@ -69,6 +70,11 @@ def _febrile(
 
 
 def _status(words: TopicDefinition, condition: Mapping[str, Any]) -> str:
-    status = coded(condition, "clinicalStatus") or words.say("status-not-recorded")
-    onset = condition.get("onsetDateTime") or condition.get("recordedDate")
-    return words.say("status-since", status=status, onset=onset[:10]) if isinstance(onset, str) else status
+    """ "active, since 2015-06-01"; a condition that ended: "resolved 2019-03-01", not its onset."""
+    code = coded(condition, "clinicalStatus")
+    status = code or words.say("status-not-recorded")
+    ended = abatement(condition, code)
+    if ended is not None:
+        return words.say("status-ended", status=code or "resolved", ended=ended).strip()
+    began = onset(condition)
+    return words.say("status-since", status=status, onset=began) if began else status
