@@ -20,7 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from builders import (
+from flask import Flask
+from helpers.builders import (
     ORDER_SIGN,
     PATIENT_ID,
     amifampridine_order,
@@ -29,9 +30,8 @@ from builders import (
     order_sign,
     searchset,
 )
-from flask import Flask
+from helpers.security import bearer, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients
 from prometheus_client import REGISTRY
-from security_helpers import bearer, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients
 
 from cds_service.observability import ACCESS_LOGGER, ENVIRON_KEY, JsonFormatter, access_line
 

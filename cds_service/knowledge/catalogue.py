@@ -1,7 +1,7 @@
 """The card catalogue for the README, generated from ``cards/`` so it cannot drift from the rules.
 
 ``python -m cds_service.knowledge.catalogue`` prints the markdown table (topic | indicator | trigger |
-source); ``tests/test_knowledge_catalogue.py`` fails when the README block differs from it.
+source); ``tests/knowledge/test_knowledge_catalogue.py`` fails when the README block differs from it.
 """
 
 from __future__ import annotations

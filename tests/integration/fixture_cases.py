@@ -27,7 +27,3 @@ def request_of(case: Case) -> dict[str, Any]:
 
 def bundle_of(case: Case) -> dict[str, Any]:
     return json.loads((fixtures_dir() / "bundles" / f"{case.id}.json").read_text(encoding="utf-8"))
-
-
-def topics(cards: list[dict[str, Any]]) -> list[str]:
-    return sorted(card["source"]["topic"]["code"] for card in cards)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixture_cases import topics
+from helpers.builders import topics
 
 from cds_service.cli import main
 from cds_service.integration.fixtures import fixtures_dir

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 import requests
-from fixture_cases import bundle_of, manifest_cases, request_of, topics
+from fixture_cases import bundle_of, manifest_cases, request_of
 from flask import Flask
+from helpers.builders import topics
 from sekmet_server import SYNTHEA_DIR, FhirServer
 
 from cds_service.hooks.prefetch import ResolvedData

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fixture_cases import manifest_cases, request_of, topics
+from fixture_cases import manifest_cases, request_of
+from helpers.builders import topics
 
 from cds_service.integration import fixtures
 from cds_service.integration.offline import evaluate_request

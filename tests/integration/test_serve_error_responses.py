@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from builders import ORDER_SIGN, ibuprofen_order, order_sign
-from test_serve_process import served
+from helpers.builders import ORDER_SIGN, ibuprofen_order, order_sign
+from serve_process import served
 
 pytestmark = pytest.mark.integration
 

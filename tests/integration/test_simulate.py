@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fixture_cases import bundle_of, request_of, topics
+from fixture_cases import bundle_of, request_of
 from flask import Flask
+from helpers.builders import topics
+from helpers.security import client_entry, write_trusted_clients
 from live_server import serving
-from security_helpers import client_entry, write_trusted_clients
 from sekmet_server import FhirServer, free_port
 
 from cds_service.cli import main

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import (
+from helpers.builders import (
     amifampridine_order,
     current_amifampridine,
     observation,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import amifampridine_order, epilepsy, rule_context
+from helpers.builders import amifampridine_order, epilepsy, rule_context
 
 from cds_service.rules import FIRED, NOT_FIRED, NOT_RUN, Finding, RuleContext, RuleSpec, evaluate
 

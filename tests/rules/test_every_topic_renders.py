@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from builders import amifampridine_order, current_amifampridine, rule_context, shipped_knowledge
+from helpers.builders import amifampridine_order, current_amifampridine, rule_context, shipped_knowledge
 
 from cds_service.cards import MAX_SUMMARY, render_card
 from cds_service.data_keys import PREFETCH_KEYS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders import LOINC, PATIENT_ID, amifampridine_order, rule_context
+from helpers.builders import LOINC, PATIENT_ID, amifampridine_order, rule_context
 
 from cds_service.facts import POOR
 from cds_service.rules.nat2 import nat2_poor_metabolizer

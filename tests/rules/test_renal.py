@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from builders import amifampridine_order, current_amifampridine, observation, rule_context
+from helpers.builders import amifampridine_order, current_amifampridine, observation, rule_context
 
 from cds_service.facts import ESRD, IMPAIRED, NORMAL
 from cds_service.facts.renal import COCKCROFT_GAULT, EGFR, MEASURED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import SNOMED, amifampridine_order, epilepsy, ibuprofen_order, rule_context
+from helpers.builders import SNOMED, amifampridine_order, epilepsy, ibuprofen_order, rule_context
 
 from cds_service.rules.seizure import seizure_history
 
