@@ -93,11 +93,13 @@ class Facts:
         return [*self.current_amifampridine, *self.drafted_amifampridine]
 
     def concerns_amifampridine(self) -> bool:
-        """Amifampridine is ordered or current — or may be: without the current medication list we
-        cannot know whether a co-drug in question meets it."""
+        """Amifampridine is ordered, current or drafted in this session (at order-select a co-drug may be
+        selected next to an amifampridine draft that is not) — or may be: without the current medication
+        list we cannot know whether a co-drug in question meets it."""
         return bool(
             self.amifampridine_orders
             or self.current_amifampridine
+            or self.drafted_amifampridine
             or ("medications" in self.record.unavailable and self.orders)
         )
 

@@ -4,6 +4,7 @@ contents, both directions of an interaction, and the readings behind the cards."
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,20 @@ def test_order_select_only_selections_raise_cards(client: Any) -> None:
     [card] = cards_for(client, request, url)
     covered = ["dose-daily-max", "dose-single-max", "starting-dose"]
     assert card["extension"]["amifampridine-cds.topics"] == covered
+
+
+def test_order_select_of_a_co_drug_next_to_an_unselected_amifampridine_draft_warns(client: Any) -> None:
+    # The sandbox's Rx View: amifampridine already drafted in this session, sertraline now selected. The
+    # selected drug meets the co-drafted amifampridine: the same card as the other way round.
+    request = request_for("order-select-codrafted-sertraline")
+    url = "/cds-services/amifampridine-order-select"
+    drafts = [entry["resource"] for entry in request["context"]["draftOrders"]["entry"]]
+    [sertraline] = [d for d in drafts if "amifampridine" not in json.dumps(d).lower()]
+    request["context"]["selections"] = [f"MedicationRequest/{sertraline['id']}"]
+    [card] = cards_for(client, request, url)
+    assert card["source"]["topic"]["code"] == "seizure-threshold-drug"
+    # Only the selected order is in question: no dose card about the unselected amifampridine draft.
+    assert card["extension"]["amifampridine-cds.topics"] == ["seizure-threshold-drug"]
 
 
 def test_no_amifampridine_anywhere_no_card_even_with_interacting_drugs(client: Any) -> None:
