@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from storage_requests import SERVICE, order_sign_with_seizure_history
+from helpers.storage_requests import SERVICE, order_sign_with_seizure_history
 
 HERE = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import logging
 import ssl
@@ -31,14 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 # The stand-ins the tests use (tests/ is not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from stuck_servers import HealthyFhir, StuckServer
+from helpers.stuck_servers import HealthyFhir, StuckServer, self_signed_certificate
 
 from cds_service.fhir_client import ClientSettings, FhirClient
 from cds_service.security.jwks import JwksCache, JwksFetchError
@@ -65,34 +59,6 @@ JWKS = {
         }
     ]
 }
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 def _jwks_server(cert: Path, key: Path) -> ThreadingHTTPServer:
@@ -142,7 +108,7 @@ def main() -> None:
     logging.disable(logging.WARNING)  # the stuck calls' warnings are expected
 
     tmp = Path(tempfile.mkdtemp(prefix="outbound-bench-"))
-    cert, key = _self_signed(tmp)
+    cert, key = self_signed_certificate(tmp)
     session = requests.Session()
     session.trust_env = False
     session.verify = str(cert)

@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from security_helpers import ISS, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients
+from helpers.security import ISS, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 from conftest_postgres import PostgresServer, _run_as_postgres  # noqa: E402
-from security_helpers import ISS, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients  # noqa: E402
+from helpers.security import ISS, client_entry, jwks_of, make_keypair, mint_token, write_trusted_clients  # noqa: E402
 
 from bench.replay_attack import free_port, wait_ready  # noqa: E402
 

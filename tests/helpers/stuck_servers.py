@@ -7,13 +7,21 @@ closed, so a test can assert that the client let go of each socket.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
 import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 TRICKLE = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: y\r\n" * 10_000
 
@@ -131,3 +139,32 @@ def _default_answer(path: str) -> dict[str, Any]:
         return {"resourceType": "Patient", "id": path.split("/")[3].split("?")[0], "birthDate": "1970-01-01"}
     resource = {"resourceType": "Condition", "id": "c1", "code": {"text": "hypertension"}}
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": resource}]}
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 (PEM files in ``directory``), for TLS stand-ins."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path

@@ -6,7 +6,6 @@ The rotation tests use a real HTTPS server on 127.0.0.1 (self-signed certificate
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import ssl
@@ -19,10 +18,6 @@ from typing import Any
 import pytest
 import requests
 import responses
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from helpers.security import (
     ISS,
     PUBLIC_BASE,
@@ -32,6 +27,7 @@ from helpers.security import (
     mint_token,
     write_trusted_clients,
 )
+from helpers.stuck_servers import self_signed_certificate
 
 from cds_service.config import ConfigError
 from cds_service.security.config import load_trusted_clients
@@ -87,37 +83,9 @@ class JwksServer:
         self.thread.join(timeout=5)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def https_jwks(tmp_path: Path) -> Iterator[tuple[JwksServer, requests.Session]]:
-    cert_path, key_path = _self_signed(tmp_path)
+    cert_path, key_path = self_signed_certificate(tmp_path)
     server = JwksServer(cert_path, key_path)
     session = requests.Session()
     session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify
