@@ -28,7 +28,7 @@ from cds_service.record import (
     concept_text,
 )
 from cds_service.rules import FIRED, NOT_FIRED, NOT_RUN, RULES
-from cds_service.rules.base import Options
+from cds_service.rules.base import Options, named_check
 
 _DATE_FIELDS = (
     "effectiveDateTime",
@@ -187,7 +187,7 @@ def explanation(
         rules.append(
             {
                 "rule": spec.name,
-                "check": spec.check,
+                "check": named_check(knowledge, spec),
                 "reads": list(spec.reads),
                 "status": status,
                 "notes": notes.pop(spec.name, []),

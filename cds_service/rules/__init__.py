@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cds_service.data_keys import PREFETCH_KEYS
-from cds_service.rules.base import REGISTRY, Finding, RuleContext, RuleSpec, rule
+from cds_service.rules.base import REGISTRY, Finding, RuleContext, RuleSpec, named_check, rule
 from cds_service.rules.dose_card import one_dose_card_per_order
 from cds_service.rules.nothing_read import lead_with_unchecked
 
@@ -79,7 +79,7 @@ def evaluate(ctx: RuleContext, rules: Sequence[RuleSpec] = RULES) -> Results:
     findings = one_dose_card_per_order(ctx, [finding for result in results for finding in result.findings])
     not_run = [result for result in results if result.status == NOT_RUN]
     if not_run:
-        unchecked = [(result.rule.topics[0], result.rule.check) for result in not_run]
+        unchecked = [result.rule for result in not_run]
         findings.append(lead_with_unchecked(ctx, _data_unavailable(ctx, not_run), unchecked))
     return Results(rules=results, findings=tuple(findings))
 
@@ -93,7 +93,7 @@ def _data_unavailable(ctx: RuleContext, not_run: Sequence[RuleResult]) -> Findin
         params={
             "what": "; ".join(PREFETCH_KEYS.get(key, key) for key in keys),
             "why": "; ".join(reasons),
-            "checks": ", ".join(dict.fromkeys(result.rule.check for result in not_run)),
+            "checks": ", ".join(dict.fromkeys(named_check(ctx.knowledge, result.rule) for result in not_run)),
             "drug": subject[0].name if subject else "this order",
         },
         order=subject[0] if subject else None,

@@ -7,7 +7,7 @@ from typing import Any
 
 from cds_service.knowledge.loader import TopicDefinition
 from cds_service.record import coded, concept_text, is_refuted
-from cds_service.rules.base import CONTRAINDICATION_MARK, Finding, RuleContext, rule
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "aminopyridine-hypersensitivity"
 _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens")
@@ -15,7 +15,7 @@ _VALUESETS = ("amifampridine", "other-aminopyridines", "aminopyridine-allergens"
 
 @rule(
     TOPIC,
-    check=f"aminopyridine allergy{CONTRAINDICATION_MARK}",
+    check="aminopyridine allergy",
     reads=("allergies",),
     valuesets=_VALUESETS,
     sentences=("allergy", "criticality", "reaction", "recorded"),

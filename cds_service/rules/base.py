@@ -22,9 +22,21 @@ from cds_service.facts import Facts, Options
 from cds_service.knowledge.loader import Knowledge
 from cds_service.record import Order, PatientRecord
 
-# Appended to a contraindication rule's check, so the data-unavailable card says which unchecked
-# checks are contraindications; the nothing-read card, which leads with them, drops it again.
+# A topic whose card cites the label's section 4 (Contraindications) is a contraindication check: the
+# data-unavailable cards name such checks as contraindications and list them first.
+CONTRAINDICATION_SECTION = "4"
 CONTRAINDICATION_MARK = " (contraindication)"
+
+
+def is_contraindication(knowledge: Knowledge, topic: str) -> bool:
+    definition = knowledge.topics.get(topic)
+    return definition is not None and definition.section == CONTRAINDICATION_SECTION
+
+
+def named_check(knowledge: Knowledge, spec: RuleSpec) -> str:
+    """A rule's check in the words of a data-unavailable card: a contraindication is named as one."""
+    mark = CONTRAINDICATION_MARK if is_contraindication(knowledge, spec.topics[0]) else ""
+    return f"{spec.check}{mark}"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from dataclasses import replace
 
 from cds_service.data_keys import PREFETCH_KEYS
 from cds_service.knowledge.classify import AMIFAMPRIDINE
-from cds_service.rules.base import CONTRAINDICATION_MARK, Finding, RuleContext
+from cds_service.rules.base import Finding, RuleContext, RuleSpec, is_contraindication, named_check
 
-CONTRAINDICATION_SECTION = "4"  # the label's section 4, Contraindications
 NOTHING_READ_CONTRAINDICATION = "nothing-read-contraindication"  # critical: a contraindication unchecked
 # Another drug in question (an interacting one): whether the patient takes amifampridine is what is unknown.
 NOTHING_READ_CO_DRUG = "nothing-read-co-drug"
@@ -26,34 +25,31 @@ def nothing_read(ctx: RuleContext) -> bool:
     return set(ctx.record.unavailable) >= set(PREFETCH_KEYS)
 
 
-def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[tuple[str, str]]) -> Finding:
+def lead_with_unchecked(ctx: RuleContext, finding: Finding, not_run: Sequence[RuleSpec]) -> Finding:
     """``finding`` (data-unavailable) as the nothing-read variant when no data could be read, else as is.
 
-    ``not_run``: (rule topic, its check in clinical words) of every rule that did not run, in rule order.
+    ``not_run``: every rule that did not run, in rule order. The contraindications lead, in plain words
+    (the summary says what they are); the full list names them as such.
     """
     if not nothing_read(ctx):
         return finding
     if finding.order is None or not finding.order.is_(AMIFAMPRIDINE):
         return replace(finding, variant=NOTHING_READ_CO_DRUG)
-    checks = list(dict.fromkeys(check for _, check in not_run))
+    checks = list(dict.fromkeys(named_check(ctx.knowledge, spec) for spec in not_run))
     contraindications = list(
-        dict.fromkeys(check for topic, check in not_run if _section(ctx, topic) == CONTRAINDICATION_SECTION)
+        dict.fromkeys(spec.check for spec in not_run if is_contraindication(ctx.knowledge, spec.topics[0]))
     )
     if not contraindications:  # a site whose rules leave the contraindications out: the general card
         return finding
-    rest = [check for check in checks if check not in contraindications]
+    rest = [spec for spec in not_run if not is_contraindication(ctx.knowledge, spec.topics[0])]
+    rest_count = len(dict.fromkeys(spec.check for spec in rest))
     return replace(
         finding,
         variant=NOTHING_READ_CONTRAINDICATION,
         params={
             **finding.params,
-            "lead": ", ".join(check.removesuffix(CONTRAINDICATION_MARK) for check in contraindications),
-            "more": f" and {len(rest)} other check{'s' if len(rest) != 1 else ''}" if rest else "",
+            "lead": ", ".join(contraindications),
+            "more": f" and {rest_count} other check{'s' if rest_count != 1 else ''}" if rest_count else "",
             "checks": "; ".join(checks),
         },
     )
-
-
-def _section(ctx: RuleContext, topic: str) -> str | None:
-    definition = ctx.knowledge.topics.get(topic)
-    return definition.section if definition is not None else None

@@ -9,14 +9,14 @@ from cds_service.facts.conditions import abatement, onset
 from cds_service.knowledge.loader import TopicDefinition
 from cds_service.knowledge.valuesets import CodeMatcher
 from cds_service.record import coded, concept_text, has_code, is_refuted
-from cds_service.rules.base import CONTRAINDICATION_MARK, Finding, RuleContext, rule
+from cds_service.rules.base import Finding, RuleContext, rule
 
 TOPIC = "seizure-history"
 
 
 @rule(
     TOPIC,
-    check=f"history of seizures{CONTRAINDICATION_MARK}",
+    check="history of seizures",
     reads=("conditions",),
     valuesets=("seizure-disorders", "febrile-seizures"),
     variants=("febrile",),
